@@ -1,0 +1,55 @@
+# foureyes — two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export FOUREYES_HOME ?= $(CURDIR)/.foureyes
+export DAGSTER_HOME ?= $(FOUREYES_HOME)/dagster
+
+.PHONY: help setup demo test lint format ui bench lock clean
+
+help:
+	@echo "make demo   set up, then run the daily job over 5 business days on the embedded SQLite default"
+	@echo "make test   set up, then lint and run the whole suite (starts a local PostgreSQL)"
+	@echo "make ui     set up, then start the Dagster UI on workspace.yaml"
+	@echo "make bench  run the benchmarks (results in benchmarks/results/)"
+	@echo "make lock   refresh constraints.txt from a clean install"
+
+setup: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@touch $@
+
+$(DAGSTER_HOME)/dagster.yaml:
+	@mkdir -p $(DAGSTER_HOME)
+	@printf 'telemetry:\n  enabled: false\n' > $@
+
+demo: setup
+	$(BIN)/foureyes demo
+
+test: setup lint
+	$(BIN)/pytest
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+ui: setup
+	$(BIN)/dagster dev -w workspace.yaml
+
+bench: setup
+	$(BIN)/python benchmarks/warehouse.py
+
+lock:
+	rm -rf .lockvenv && $(PYTHON) -m venv .lockvenv
+	.lockvenv/bin/pip install --quiet --disable-pip-version-check '.[dev]'
+	.lockvenv/bin/pip freeze --exclude foureyes > constraints.txt
+	rm -rf .lockvenv
+
+clean:
+	rm -rf $(VENV) $(FOUREYES_HOME) .pytest_cache .ruff_cache

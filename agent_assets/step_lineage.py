@@ -1,0 +1,51 @@
+"""Lineage-aware reads and outputs for foureyes assets.
+
+Every foureyes asset opens its step's lineage run, reads its inputs through
+``read_recorded`` (so the exact partition and version served land in the COMPLETE event),
+and names its outputs as warehouse datasets. Asset bodies call these three functions and
+nothing else of the lineage machinery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import dagster as dg
+
+from resources.lineage import LineageDataset, OpenLineageResource, StepLineage
+from resources.warehouse import UNPARTITIONED, SqlWarehouseResource, StoredPartition
+
+
+def warehouse_dataset(
+    warehouse: SqlWarehouseResource,
+    key: dg.AssetKey,
+    partition: str | None,
+    version: str | None = None,
+) -> LineageDataset:
+    name = warehouse.dataset_name(key)
+    return LineageDataset(name.namespace, name.name, partition or UNPARTITIONED, version)
+
+
+def open_step(
+    context: dg.AssetExecutionContext,
+    lineage: OpenLineageResource,
+    warehouse: SqlWarehouseResource,
+    extra_outputs: Sequence[LineageDataset] = (),
+) -> StepLineage | None:
+    """Send START for this asset step; its output is the asset's partition in the warehouse."""
+    partition = context.partition_key if context.has_partition_key else None
+    outputs = [warehouse_dataset(warehouse, context.assets_def.key, partition), *extra_outputs]
+    return lineage.begin_step(context, outputs)
+
+
+def read_recorded(
+    step: StepLineage | None,
+    warehouse: SqlWarehouseResource,
+    key: dg.AssetKey,
+    partition: str | None,
+) -> StoredPartition:
+    """Read one input partition and record exactly what was served."""
+    stored = warehouse.read_partition(key, partition)
+    if step is not None:
+        step.read(warehouse_dataset(warehouse, key, stored.record.partition, stored.record.version))
+    return stored

@@ -1,0 +1,146 @@
+"""The ``var_risk`` agent: portfolio VaR against limits, with escalations and exposure cuts.
+
+It computes each portfolio's 1-day 99% VaR (delta-normal, EWMA covariance), compares it
+with the portfolio's limit and proposes: ``hold`` (within limits), ``escalate`` (above 85%
+of the limit) or ``reduce_exposure`` (in breach: the cut that brings VaR back under the
+limit, plus a buffer). Its supervisor holds it to a schema and four business rules; the
+approved actions are booked in the ``risk_actions`` table.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+from pandera.typing import Series
+
+from agent_assets.agent import HOLD, AgentInput, ProposalContext, define_agent
+from agent_assets.var_engine import parametric_var
+from checks.rules import Predicate, Threshold
+
+ESCALATE, REDUCE = "escalate", "reduce_exposure"
+ESCALATION_LEVEL = 0.85
+REDUCTION_BUFFER = 0.05
+MAX_SINGLE_REDUCTION = 0.5
+MIN_ACTION_CONFIDENCE = 0.6
+IMPLAUSIBLE_UTILISATION = 5.0
+
+
+class VarProposals(pa.DataFrameModel):
+    """One row per portfolio: its VaR, limit, breach flag and the proposed action."""
+
+    proposal_id: Series[str] = pa.Field(unique=True)
+    portfolio_id: Series[str] = pa.Field(unique=True)
+    exposure: Series[float] = pa.Field(ge=0)
+    var_99: Series[float] = pa.Field(ge=0)
+    var_limit: Series[float] = pa.Field(gt=0)
+    utilisation: Series[float] = pa.Field(ge=0)
+    breach: Series[bool]
+    action: Series[str] = pa.Field(isin=[HOLD, ESCALATE, REDUCE])
+    reduction_pct: Series[float] = pa.Field(ge=0, le=1)
+    rationale: Series[str] = pa.Field(str_length={"min_value": 10})
+    confidence: Series[float] = pa.Field(ge=0, le=1)
+
+    @pa.check("var_99", "utilisation", name="finite")
+    def _finite(cls, values: Series[float]) -> Series[bool]:
+        return pd.Series(np.isfinite(values), index=values.index)
+
+    @pa.dataframe_check(name="breach_matches_var")
+    def _breach_consistent(cls, frame: pd.DataFrame) -> Series[bool]:
+        return frame["breach"] == (frame["var_99"] > frame["var_limit"])
+
+    class Config:
+        strict = True
+
+
+VAR_RULES = (
+    Threshold(
+        id="max_single_reduction",
+        description=f"One action may cut a portfolio's exposure by at most {MAX_SINGLE_REDUCTION:.0%}.",
+        column="reduction_pct",
+        op="<=",
+        value=MAX_SINGLE_REDUCTION,
+        when={"action": REDUCE},
+        message="{portfolio_id}: proposed cut {reduction_pct:.0%} exceeds the 50% a single action may take",
+    ),
+    Predicate(
+        id="reduce_only_on_breach",
+        description="Exposure is only cut when VaR is above its limit.",
+        test=lambda p, _refs: (p["action"] == REDUCE) & ~p["breach"],
+        message="{portfolio_id}: cut proposed although VaR {var_99:,.0f} is within limit {var_limit:,.0f}",
+    ),
+    Threshold(
+        id="min_action_confidence",
+        description=f"Escalations and cuts need confidence of at least {MIN_ACTION_CONFIDENCE}.",
+        column="confidence",
+        op=">=",
+        value=MIN_ACTION_CONFIDENCE,
+        when={"action": [ESCALATE, REDUCE]},
+        message="{portfolio_id}: confidence {confidence:.2f} is below the 0.60 an action needs",
+    ),
+    Threshold(
+        id="plausible_var",
+        description=f"A VaR above {IMPLAUSIBLE_UTILISATION:.0f}x its limit is a data error, not acted on.",
+        column="utilisation",
+        op="<=",
+        value=IMPLAUSIBLE_UTILISATION,
+        message="{portfolio_id}: VaR {var_99:,.0f} is {utilisation:.1f}x its limit: "
+        "implausible, check the prices",
+    ),
+)
+
+
+def propose_var_actions(ctx: ProposalContext) -> pd.DataFrame:
+    """VaR per portfolio against its limit, and what to do about it."""
+    risk = parametric_var(ctx.inputs["positions"], ctx.inputs["market_prices"])
+    limits = ctx.inputs["portfolios"].set_index("portfolio_id")["var_limit"]
+    risk["var_limit"] = risk["portfolio_id"].map(limits).astype(float)
+    risk["utilisation"] = risk["var_99"] / risk["var_limit"]
+    risk["breach"] = risk["var_99"] > risk["var_limit"]
+    risk["action"] = np.select(
+        [risk["breach"], risk["utilisation"] > ESCALATION_LEVEL], [REDUCE, ESCALATE], default=HOLD
+    )
+    cut = (1.0 - 1.0 / risk["utilisation"].where(risk["breach"], 1.0)) + REDUCTION_BUFFER
+    risk["reduction_pct"] = cut.where(risk["breach"], 0.0).clip(0.0, 1.0)
+    risk["confidence"] = (0.95 * risk["coverage"] * np.minimum(1.0, risk["observations"] / 60)).round(3)
+    risk["rationale"] = [_rationale(r) for r in risk.itertuples()]
+    return risk[
+        [
+            "portfolio_id",
+            "exposure",
+            "var_99",
+            "var_limit",
+            "utilisation",
+            "breach",
+            "action",
+            "reduction_pct",
+            "rationale",
+            "confidence",
+        ]
+    ]
+
+
+def _rationale(row) -> str:
+    head = f"1-day 99% VaR {row.var_99:,.0f} is {row.utilisation:.0%} of the {row.var_limit:,.0f} limit"
+    if row.action == REDUCE:
+        return f"{head}; cut exposure by {row.reduction_pct:.0%} to return under the limit with a buffer"
+    if row.action == ESCALATE:
+        return f"{head}; above the {ESCALATION_LEVEL:.0%} early-warning level, escalate to the risk committee"
+    return f"{head}; within limits, no action"
+
+
+var_risk = define_agent(
+    "var_risk",
+    inputs=[
+        AgentInput("positions"),
+        AgentInput("market_prices"),
+        AgentInput("portfolios", partitioned=False),
+    ],
+    propose=propose_var_actions,
+    proposals_schema=VarProposals,
+    natural_key=["portfolio_id"],
+    rules=VAR_RULES,
+    target="books",
+    description="Portfolio VaR against limits: proposes escalations and exposure cuts.",
+    owners=["team:risk"],
+)

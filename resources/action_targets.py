@@ -1,0 +1,133 @@
+"""Executor targets: where approved actions land.
+
+The contract is small. A target is a Dagster resource with a ``kind`` and one method,
+``execute(action)``, which must be idempotent on ``action.idempotency_key``: given the same
+key twice it acts once and reports the second call as a duplicate. The executor claims a
+receipt before calling it and confirms the receipt after, so together they give at-most-once
+execution even across crashes and concurrent runs. ``dataset`` names what the target writes,
+for lineage.
+
+``SqlBooksTarget`` writes actions into a table of a SQL database ("the books") whose primary
+key is the idempotency key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import ClassVar
+
+import dagster as dg
+import sqlalchemy as sa
+from pydantic import Field
+from sqlalchemy.dialects import postgresql, sqlite
+
+from resources.engine import engine_for, write_transaction
+from resources.lineage import LineageDataset
+from resources.warehouse import SqlWarehouseResource
+
+
+@dataclass(frozen=True)
+class Action:
+    """One approved action, as handed to a target."""
+
+    idempotency_key: str
+    agent: str
+    partition: str
+    proposal_id: str
+    action: str
+    payload: dict[str, object]
+    rationale: str
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    """What the target did: ``executed`` now, or ``duplicate`` (it already had this key)."""
+
+    status: str
+    detail: dict[str, object]
+
+
+class ActionTarget(dg.ConfigurableResource):
+    """Base of executor targets. Subclasses set ``kind`` and implement ``execute`` and ``dataset``."""
+
+    kind: ClassVar[str] = "abstract"
+
+    def execute(self, action: Action) -> TargetResult:
+        raise NotImplementedError
+
+    def dataset(self) -> LineageDataset:
+        raise NotImplementedError
+
+
+class SqlBooksTarget(ActionTarget):
+    """Books approved actions into a SQL table keyed by idempotency key.
+
+    Examples:
+        .. code-block:: python
+
+            defs = dg.Definitions(
+                assets=[...],
+                resources={"books": SqlBooksTarget(url="postgresql+psycopg://db/books")},
+            )
+    """
+
+    kind: ClassVar[str] = "sql_books"
+    url: str = Field(description="SQLAlchemy URL of the books database.")
+    table: str = Field(default="risk_actions", description="Table the actions are written to.")
+
+    def execute(self, action: Action) -> TargetResult:
+        books = _books_table(self.table)
+        engine = engine_for(self.url)
+        row = {
+            "idempotency_key": action.idempotency_key,
+            "agent": action.agent,
+            "partition_key": action.partition,
+            "proposal_id": action.proposal_id,
+            "action": action.action,
+            "payload": json.dumps(action.payload, sort_keys=True),
+            "rationale": action.rationale,
+            "booked_at": dt.datetime.now(dt.UTC),
+        }
+        with write_transaction(engine) as conn:
+            books.create(conn, checkfirst=True)
+            inserted = conn.execute(_insert_ignoring_duplicates(conn, books).values(**row)).rowcount
+        status = "executed" if inserted == 1 else "duplicate"
+        return TargetResult(status, {"table": self.table, "booked": inserted == 1})
+
+    def dataset(self) -> LineageDataset:
+        name = SqlWarehouseResource(url=self.url).dataset_name(self.table)
+        return LineageDataset(namespace=name.namespace, name=name.name)
+
+    def booked(self) -> list[dict[str, object]]:
+        """Every row in the books, oldest first (for operators and tests)."""
+        engine = engine_for(self.url)
+        books = _books_table(self.table)
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table(self.table):
+                return []
+            return [dict(r._mapping) for r in conn.execute(sa.select(books).order_by(books.c.booked_at))]
+
+
+def _books_table(name: str) -> sa.Table:
+    return sa.Table(
+        name,
+        sa.MetaData(),
+        sa.Column("idempotency_key", sa.String(64), primary_key=True),
+        sa.Column("agent", sa.String(200), nullable=False),
+        sa.Column("partition_key", sa.String(200), nullable=False),
+        sa.Column("proposal_id", sa.String(64), nullable=False),
+        sa.Column("action", sa.String(200), nullable=False),
+        sa.Column("payload", sa.Text, nullable=False),
+        sa.Column("rationale", sa.Text, nullable=False),
+        sa.Column("booked_at", sa.DateTime(timezone=True), nullable=False),
+    )
+
+
+def _insert_ignoring_duplicates(conn: sa.Connection, table: sa.Table):
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    if conn.dialect.name == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    raise NotImplementedError(f"SqlBooksTarget supports sqlite and postgresql, not {conn.dialect.name}")

@@ -1,0 +1,86 @@
+"""The control plane: where foureyes keeps what happened (decisions, receipts, lineage).
+
+It lives in its own database, apart from the warehouse, so that the record of what agents
+proposed and did survives any rewrite of the data, and can be shared by every code location.
+The schema is created on first use (once per process and URL) and stamped with its version.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import dagster as dg
+import sqlalchemy as sa
+from pydantic import Field
+
+from resources import control_schema
+from resources.decision_log import DecisionLog
+from resources.engine import engine_for, is_postgres, write_transaction
+from resources.errors import ControlPlaneError
+from resources.lineage_store import LineageStore
+from resources.receipts import ReceiptBook
+
+_ready: set[str] = set()
+_ready_lock = threading.Lock()
+
+
+def control_engine(url: str) -> sa.Engine:
+    """The engine of a control-plane store whose schema is present and of our version."""
+    engine = engine_for(url)
+    key = str(engine.url)
+    with _ready_lock:
+        if key not in _ready:
+            _create_schema(engine)
+            _ready.add(key)
+    return engine
+
+
+def _create_schema(engine: sa.Engine) -> None:
+    with write_transaction(engine) as conn:
+        if is_postgres(engine):
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(0x466F757265796573)))
+        control_schema.metadata.create_all(conn, checkfirst=True)
+        meta = control_schema.meta
+        found = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
+        if found is None:
+            conn.execute(meta.insert().values(key="schema_version", value=control_schema.SCHEMA_VERSION))
+        elif found != control_schema.SCHEMA_VERSION:
+            raise ControlPlaneError(
+                f"control-plane store {engine.url.render_as_string(hide_password=True)} has schema "
+                f"version {found}, this foureyes expects {control_schema.SCHEMA_VERSION}; "
+                "point FOUREYES_CONTROL_URL at a new store or migrate this one"
+            )
+
+
+class ControlPlaneResource(dg.ConfigurableResource):
+    """The store of decisions, verdicts, action receipts and lineage events.
+
+    Examples:
+        .. code-block:: python
+
+            import dagster as dg
+            from resources import ControlPlaneResource
+
+            defs = dg.Definitions(
+                assets=[...],
+                resources={"control_plane": ControlPlaneResource(url="sqlite:////data/control.db")},
+            )
+    """
+
+    url: str = Field(description="SQLAlchemy URL of the control-plane database.")
+
+    @property
+    def engine(self) -> sa.Engine:
+        return control_engine(self.url)
+
+    @property
+    def decision_log(self) -> DecisionLog:
+        return DecisionLog(self.engine)
+
+    @property
+    def receipts(self) -> ReceiptBook:
+        return ReceiptBook(self.engine)
+
+    @property
+    def lineage_store(self) -> LineageStore:
+        return LineageStore(self.engine)

@@ -1,0 +1,104 @@
+"""The control-plane tables: decisions, receipts and lineage, with the indexes their lookups use.
+
+Defined once here with SQLAlchemy Core so the same DDL runs on SQLite and PostgreSQL.
+``SCHEMA_VERSION`` is stored in ``foureyes_meta``; a store written by another schema version
+is refused with a clear error instead of being read wrongly.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+SCHEMA_VERSION = "1"
+
+metadata = sa.MetaData()
+
+_TS = sa.DateTime(timezone=True)
+
+meta = sa.Table(
+    "foureyes_meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+decisions = sa.Table(
+    "decisions",
+    metadata,
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("agent", sa.String(200), nullable=False),
+    sa.Column("partition_key", sa.String(200), nullable=False),
+    sa.Column("proposal_id", sa.String(64), nullable=False),
+    sa.Column("proposals_version", sa.String(64), nullable=False),
+    sa.Column("supervision_id", sa.String(64), nullable=False),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("action", sa.String(200), nullable=False),
+    sa.Column("proposal", sa.JSON, nullable=False),
+    sa.Column("rationale", sa.Text, nullable=False),
+    sa.Column("confidence", sa.Float),
+    sa.Column("verdict", sa.String(16), nullable=False),
+    sa.Column("reasons", sa.JSON, nullable=False),
+    sa.Column("decided_at", _TS, nullable=False),
+    sa.Index("ix_decisions_batch", "agent", "partition_key", "proposals_version", "decided_at"),
+    sa.Index("ix_decisions_proposal", "proposal_id"),
+)
+
+receipts = sa.Table(
+    "receipts",
+    metadata,
+    sa.Column("idempotency_key", sa.String(64), primary_key=True),
+    sa.Column("agent", sa.String(200), nullable=False),
+    sa.Column("partition_key", sa.String(200), nullable=False),
+    sa.Column("proposal_id", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(200), nullable=False),
+    sa.Column("target", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("claimed_at", _TS, nullable=False),
+    sa.Column("executed_at", _TS),
+    sa.Column("detail", sa.JSON),
+    sa.Index("ix_receipts_batch", "agent", "partition_key"),
+)
+
+lineage_events = sa.Table(
+    "lineage_events",
+    metadata,
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("event_type", sa.String(16)),
+    sa.Column("event_time", sa.String(40), nullable=False),
+    sa.Column("job_namespace", sa.String(400), nullable=False),
+    sa.Column("job_name", sa.String(400), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("stored_at", _TS, nullable=False),
+    sa.Index("ix_lineage_events_run", "run_id"),
+)
+
+lineage_datasets = sa.Table(
+    "lineage_datasets",
+    metadata,
+    sa.Column(
+        "event_id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        sa.ForeignKey("lineage_events.id"),
+        nullable=False,
+    ),
+    sa.Column("direction", sa.String(8), nullable=False),
+    sa.Column("namespace", sa.String(400), nullable=False),
+    sa.Column("name", sa.String(400), nullable=False),
+    sa.Column("partition_key", sa.String(200)),
+    sa.Column("version", sa.String(200)),
+    sa.Index("ix_lineage_datasets_partition", "namespace", "name", "partition_key", "direction"),
+    sa.Index("ix_lineage_datasets_event", "event_id"),
+)

@@ -1,0 +1,108 @@
+"""SQLAlchemy engines shared by the warehouse and the control plane.
+
+One engine per URL per process, so that every step in a run reuses its connection pool.
+SQLite gets what concurrent Dagster steps need: WAL journaling (readers never wait for the
+writer), a busy timeout, and write transactions that take the write lock at BEGIN
+(``BEGIN IMMEDIATE``), so that two writers queue instead of deadlocking half-way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from resources.errors import ConfigurationError
+
+_WRITE_OPTION = "foureyes_write"
+_engines: dict[str, sa.Engine] = {}
+_lock = threading.Lock()
+
+
+def normalize_url(url: str) -> str:
+    """Prefer psycopg 3 (shipped with foureyes) for bare PostgreSQL URLs."""
+    for bare in ("postgres://", "postgresql://"):
+        if url.startswith(bare):
+            return "postgresql+psycopg://" + url[len(bare) :]
+    return url
+
+
+def engine_for(url: str) -> sa.Engine:
+    """Return this process's engine for ``url``, creating it (and an SQLite file's folder)."""
+    url = normalize_url(url)
+    with _lock:
+        engine = _engines.get(url)
+        if engine is None:
+            engine = _create(url)
+            _engines[url] = engine
+        return engine
+
+
+def dispose_all() -> None:
+    """Close every pooled connection (tests and forked processes call this)."""
+    with _lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+
+
+@contextmanager
+def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """One transaction that takes the write lock up front on SQLite; commit or roll back."""
+    with engine.execution_options(**{_WRITE_OPTION: True}).begin() as conn:
+        yield conn
+
+
+def as_utc(value: dt.datetime | None) -> dt.datetime | None:
+    """Timestamps read back from SQLite are naive; everything foureyes stores is UTC."""
+    if value is None or value.tzinfo:
+        return value
+    return value.replace(tzinfo=dt.UTC)
+
+
+def is_sqlite(engine: sa.Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def is_postgres(engine: sa.Engine) -> bool:
+    return engine.dialect.name == "postgresql"
+
+
+def _create(url: str) -> sa.Engine:
+    try:
+        parsed = make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise ConfigurationError(
+            f"not a SQLAlchemy URL: {url!r} (expected e.g. 'sqlite:////abs/path.db' or "
+            "'postgresql+psycopg://user@host:5432/db')"
+        ) from exc
+    if parsed.get_backend_name() != "sqlite":
+        return sa.create_engine(url, pool_pre_ping=True, future=True)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"timeout": 60}, future=True)
+    _make_sqlite_transactional(engine)
+    return engine
+
+
+def _make_sqlite_transactional(engine: sa.Engine) -> None:
+    """Let SQLAlchemy, not the sqlite3 module, decide where transactions begin."""
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record) -> None:
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        immediate = conn.get_execution_options().get(_WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

@@ -1,0 +1,68 @@
+"""One error base for foureyes, and narrow subclasses that name the bad value.
+
+Every message says what was wrong and what would have been accepted, so that an operator
+reading one line at 3 AM knows what to fix without opening the code.
+"""
+
+from __future__ import annotations
+
+
+class FoureyesError(Exception):
+    """Base of every error foureyes raises on purpose."""
+
+
+class ConfigurationError(FoureyesError):
+    """A setting (environment variable, resource field, run config) has an unusable value."""
+
+
+class PartitionNotFoundError(FoureyesError):
+    """An asset partition was asked for but was never written to the warehouse."""
+
+    def __init__(self, asset: str, partition: str, written: list[str], where: str):
+        self.asset = asset
+        self.partition = partition
+        self.written = written
+        if written:
+            shown = written if len(written) <= 6 else [*written[:3], "...", *written[-2:]]
+            known = f"written partitions ({len(written)}): {', '.join(shown)}"
+        else:
+            known = "no partition of it was ever written"
+        super().__init__(
+            f"asset '{asset}' has no partition '{partition}' in the warehouse ({where}); {known}"
+        )
+
+
+class SchemaConflictError(FoureyesError):
+    """A frame's column cannot be stored in the column the table already has."""
+
+
+class UnsupportedDtypeError(FoureyesError):
+    """A frame's column has a dtype the warehouse does not know how to store faithfully."""
+
+
+class ControlPlaneError(FoureyesError):
+    """The control-plane store is unusable (wrong schema version, unreachable)."""
+
+
+class InputDataError(FoureyesError):
+    """An input partition cannot be used as it is (missing columns, unusable values)."""
+
+
+class MissingFeedError(FoureyesError):
+    """A data feed did not deliver a partition."""
+
+
+class LineageNotFoundError(FoureyesError):
+    """No lineage is recorded for the asked-for output."""
+
+
+class FaultSpecError(FoureyesError):
+    """A fault-injection setting names an unknown fault, asset or partition."""
+
+
+class AgentDefinitionError(FoureyesError):
+    """An agent declaration is inconsistent (missing columns, unknown inputs, bad policy)."""
+
+
+class ActionTargetError(FoureyesError):
+    """An executor target refused or failed an action."""

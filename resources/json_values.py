@@ -1,0 +1,42 @@
+"""Turning table rows into JSON that any store and any reader accepts.
+
+Proposals are pandas rows: numpy scalars, NaN, timestamps. The decision log stores them as
+JSON, so they are converted here once, the same way for every writer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+
+def json_value(value: object) -> object:
+    """A JSON-safe equivalent of one cell: None for missing, ISO text for times."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return None if math.isnan(value) else value
+    if isinstance(value, dt.datetime | dt.date | pd.Timestamp):
+        return value.isoformat()
+    if isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [json_value(v) for v in value]
+    return str(value)
+
+
+def json_records(frame: pd.DataFrame) -> list[dict[str, object]]:
+    """Every row of ``frame`` as a JSON-safe dict."""
+    columns = [str(c) for c in frame.columns]
+    return [
+        {c: json_value(v) for c, v in zip(columns, row, strict=True)}
+        for row in frame.itertuples(index=False, name=None)
+    ]

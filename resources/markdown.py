@@ -1,0 +1,25 @@
+"""Small markdown tables for Dagster metadata (the UI renders them; no extra dependency)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+
+def markdown_table(frame: pd.DataFrame, max_rows: int = 50) -> str:
+    """Render ``frame`` as a GitHub-flavoured markdown table (pipes in cells escaped)."""
+    shown = frame.head(max_rows)
+    header = [str(c) for c in shown.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for row in shown.itertuples(index=False, name=None):
+        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
+    if len(frame) > max_rows:
+        lines.append(f"\n_{len(frame) - max_rows} more row(s) not shown_")
+    return "\n".join(lines)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        text = f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
+    else:
+        text = str(value)
+    return text.replace("|", "\\|").replace("\n", " ")

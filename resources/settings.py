@@ -1,0 +1,50 @@
+"""Where foureyes keeps its state, read once from the environment where Definitions are built.
+
+Assets never read the environment themselves: `FoureyesSettings.from_env()` is called by
+`agent_assets.definitions` (and by the CLI, which must agree with it), and the values are
+passed into resources as typed fields.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_HOME = ".foureyes"
+DEFAULT_NAMESPACE = "foureyes"
+
+
+@dataclass(frozen=True)
+class FoureyesSettings:
+    """The handful of settings that decide where data, decisions and lineage live.
+
+    Examples:
+        >>> s = FoureyesSettings.from_env({"FOUREYES_HOME": "/tmp/fe"})
+        >>> s.warehouse_url
+        'sqlite:////tmp/fe/warehouse.db'
+    """
+
+    home: Path
+    warehouse_url: str
+    control_url: str
+    namespace: str = DEFAULT_NAMESPACE
+    faults: str = ""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> FoureyesSettings:
+        env = os.environ if environ is None else environ
+        home = Path(env.get("FOUREYES_HOME") or DEFAULT_HOME).expanduser().resolve()
+        return cls(
+            home=home,
+            warehouse_url=env.get("FOUREYES_WAREHOUSE_URL") or sqlite_url(home / "warehouse.db"),
+            control_url=env.get("FOUREYES_CONTROL_URL") or sqlite_url(home / "control.db"),
+            namespace=env.get("FOUREYES_NAMESPACE") or DEFAULT_NAMESPACE,
+            faults=env.get("FOUREYES_FAULTS", ""),
+        )
+
+
+def sqlite_url(path: Path) -> str:
+    """SQLAlchemy URL of an SQLite file (absolute path, so every process agrees on it)."""
+    return f"sqlite:///{Path(path).resolve()}"

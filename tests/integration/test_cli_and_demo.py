@@ -1,0 +1,106 @@
+"""The user's entry points: `foureyes demo`, `foureyes trace`, and the workspace itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+FOUREYES = [sys.executable, "-m", "agent_assets.cli"]
+
+
+def _cli(*args: str, home: Path) -> subprocess.CompletedProcess:
+    """Run the CLI as a user would, on the embedded default under ``home``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FOUREYES_", "DAGSTER_HOME"))}
+    env |= {"FOUREYES_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
+    return subprocess.run(
+        [*FOUREYES, *args], env=env, capture_output=True, text=True, cwd=ROOT, timeout=600, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def demo_home(tmp_path_factory):
+    """A FOUREYES_HOME on which `foureyes demo` has run once (the embedded default)."""
+    home = tmp_path_factory.mktemp("demo")
+    done = _cli("demo", home=home)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return home, done.stdout
+
+
+def test_demo_summarises_every_partition_and_traces_the_bad_one(demo_home):
+    _, out = demo_home
+    for day in ["2026-11-16", "2026-11-17", "2026-11-18", "2026-11-19", "2026-11-20"]:
+        assert f"\n{day}  ok" in out
+    assert "outliers in market_prices" in out
+    assert "implausible, check the prices" in out
+    assert "Trace of the output built on the faulty partition 2026-11-18:" in out
+    assert "market_prices  partition 2026-11-18" in out
+
+
+def test_demo_twice_executes_nothing_twice(demo_home):
+    home, _ = demo_home
+    again = _cli("demo", "--format", "json", home=home)
+    assert again.returncode == 0, again.stderr[-2000:]
+    summary = json.loads(again.stdout)
+    assert all(p["executed"] == 0 for p in summary["partitions"])
+    assert sum(p["already_executed"] for p in summary["partitions"]) > 0
+
+
+def test_trace_text_and_json(demo_home):
+    home, _ = demo_home
+    text = _cli("trace", "var_risk_proposals", "--partition", "2026-11-20", home=home)
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.startswith("var_risk_proposals [2026-11-20]  version ")
+    assert "positions      partition 2026-11-20" in text.stdout
+    data = json.loads(
+        _cli("trace", "var_risk_proposals", "-p", "2026-11-20", "--format", "json", home=home).stdout
+    )
+    assert data["asset"] == "var_risk_proposals" and data["partition"] == "2026-11-20"
+    assert {i["dataset"]: i["partition"] for i in data["inputs"]} == {
+        "positions": "2026-11-20",
+        "market_prices": "2026-11-20",
+        "portfolios": "__all__",
+    }
+    assert all(len(i["version"]) == 32 for i in data["inputs"])
+
+
+def test_trace_of_something_never_built_is_one_clear_line(demo_home):
+    home, _ = demo_home
+    missing = _cli("trace", "var_risk_proposals", "--partition", "2030-01-01", home=home)
+    assert missing.returncode == 1
+    assert missing.stderr.strip().splitlines() == [
+        "Error: no completed run wrote var_risk_proposals partition 2030-01-01 (dataset "
+        f"sqlite://{home}/warehouse.db/var_risk_proposals); materialise it first, or check the asset key"
+    ]
+
+
+def test_a_bad_fault_spec_is_one_clear_line(tmp_path):
+    done = _cli("demo", "--fault", "market_prices:2026-11-18=gremlins", home=tmp_path)
+    assert done.returncode == 1
+    assert "Error: unknown fault 'gremlins'; valid faults: missing, nan_prices" in done.stderr
+
+
+def test_every_command_has_help(tmp_path):
+    for command in ([], ["demo"], ["trace"]):
+        done = _cli(*command, "--help", home=tmp_path)
+        assert done.returncode == 0 and "Usage:" in done.stdout
+
+
+def test_the_workspace_validates():
+    dagster = Path(sys.executable).parent / "dagster"
+    done = subprocess.run(
+        [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=ROOT,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "All code locations passed validation." in done.stderr + done.stdout
