@@ -49,7 +49,7 @@ lock:
 	rm -rf .lockvenv && $(PYTHON) -m venv .lockvenv
 	.lockvenv/bin/pip install --quiet --disable-pip-version-check '.[dev]'
 	.lockvenv/bin/pip freeze --exclude foureyes > constraints.txt
-	rm -rf .lockvenv
+	rm -rf .lockvenv build
 
 clean:
 	rm -rf $(VENV) $(FOUREYES_HOME) .pytest_cache .ruff_cache

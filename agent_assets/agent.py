@@ -7,9 +7,8 @@
   stamps each proposal with a stable ``proposal_id`` and stores the table.
 * Supervisor (validate): blocking asset checks on the proposals (``checks.supervision_checks``)
   that write one verdict per proposal to the decision log.
-* Executor (act): asset ``<agent>_actions``. It reads the verdicts of exactly the proposals
-  version it loaded — never the agent's own claims — and hands approved actions to the
-  executor target, claiming an idempotency key first so no action runs twice.
+* Executor (act): asset ``<agent>_actions`` (``agent_assets.executor``): approved proposals
+  only, each at most once.
 * Observer (log): OpenLineage START/COMPLETE/FAIL for both steps, decisions and receipts in
   the control plane, readable metadata on every materialisation.
 
@@ -26,39 +25,21 @@ import dagster as dg
 import pandas as pd
 
 from agent_assets.calendar import BUSINESS_DAYS
+from agent_assets.executor import actions_asset
 from agent_assets.step_lineage import open_step, read_recorded
+from checks.approval_policy import ApprovalPolicy
 from checks.proposal_schema import ProposalsSchema
+from checks.reviewer import Reviewer
 from checks.rules import Rule
 from checks.supervision_checks import supervision_checks
-from checks.supervisor import DROP, Supervisor
-from resources.action_targets import Action, ActionTarget
-from resources.control_plane import ControlPlaneResource
-from resources.decision_log import APPROVED
+from checks.supervisor import DROP, HOLD, Supervisor
+from resources.asset_inputs import AssetInput
 from resources.errors import AgentDefinitionError
 from resources.lineage import LINEAGE_HOOKS, OpenLineageResource
 from resources.markdown import markdown_table
-from resources.receipts import idempotency_key
 from resources.warehouse import SqlWarehouseResource, versioned_output
 
-HOLD = "hold"
-REQUIRED_COLUMNS = ("action", "rationale", "confidence")
-ACTION_COLUMNS = ["proposal_id", "action", "idempotency_key", "status", "detail"]
-
-
-@dataclass(frozen=True)
-class AgentInput:
-    """An asset the agent reads: the same partition as the run, or the whole table if unpartitioned."""
-
-    asset: str
-    partitioned: bool = True
-
-    @property
-    def key(self) -> dg.AssetKey:
-        return dg.AssetKey.from_user_string(self.asset)
-
-    @property
-    def name(self) -> str:
-        return self.key.path[-1]
+__all__ = ["HOLD", "AgentSpec", "AssetInput", "ProposalContext", "agent_definitions", "define_agent"]
 
 
 @dataclass(frozen=True)
@@ -76,14 +57,17 @@ ProposeFn = Callable[[ProposalContext], pd.DataFrame]
 
 @dataclass(frozen=True)
 class AgentSpec:
-    """The declaration of an agent: what it reads, proposes and may do (not how it runs)."""
+    """The declaration of an agent: what it reads, proposes, who judges it and what it may do."""
 
     name: str
-    inputs: Sequence[AgentInput]
+    inputs: Sequence[AssetInput]
     propose: ProposeFn
     proposals_schema: ProposalsSchema
     natural_key: Sequence[str]
     rules: Sequence[Rule] = ()
+    reviewers: Sequence[Reviewer] = ()
+    approval: ApprovalPolicy | None = None
+    references: Sequence[AssetInput] = ()
     on_rejection: str = DROP
     target: str = "books"
     partitions_def: dg.PartitionsDefinition = BUSINESS_DAYS
@@ -102,18 +86,33 @@ class AgentSpec:
     @property
     def supervisor(self) -> Supervisor:
         return Supervisor(
-            schema=self.proposals_schema, rules=tuple(self.rules), on_rejection=self.on_rejection
+            schema=self.proposals_schema,
+            rules=tuple(self.rules),
+            reviewers=tuple(self.reviewers),
+            approval=self.approval,
+            on_rejection=self.on_rejection,
         )
+
+    @property
+    def supervisor_inputs(self) -> tuple[AssetInput, ...]:
+        """What the supervisor reads: the agent's inputs and the extra reference tables."""
+        seen = {}
+        for item in (*self.inputs, *self.references):
+            seen.setdefault(item.name, item)
+        return tuple(seen.values())
 
 
 def define_agent(
     name: str,
     *,
-    inputs: Sequence[AgentInput | str],
+    inputs: Sequence[AssetInput | str],
     propose: ProposeFn,
     proposals_schema: ProposalsSchema,
     natural_key: Sequence[str],
     rules: Sequence[Rule] = (),
+    reviewers: Sequence[Reviewer] = (),
+    approval: ApprovalPolicy | None = None,
+    references: Sequence[AssetInput | str] = (),
     on_rejection: str = DROP,
     target: str = "books",
     partitions_def: dg.PartitionsDefinition = BUSINESS_DAYS,
@@ -126,13 +125,13 @@ def define_agent(
         .. code-block:: python
 
             import dagster as dg
-            from agent_assets import AgentInput, define_agent
-            from checks import Threshold
+            from agent_assets.agent import AssetInput, define_agent
+            from checks.rule_kinds import Threshold
 
             var_risk = define_agent(
                 "var_risk",
-                inputs=[AgentInput("positions"), AgentInput("market_prices"),
-                        AgentInput("portfolios", partitioned=False)],
+                inputs=[AssetInput("positions"), AssetInput("market_prices"),
+                        AssetInput("portfolios", partitioned=False)],
                 propose=propose_var_actions,
                 proposals_schema=VarProposals,
                 natural_key=["portfolio_id"],
@@ -142,20 +141,28 @@ def define_agent(
             )
             defs = dg.Definitions.merge(var_risk, dg.Definitions(resources={...}))
     """
-    spec = AgentSpec(
-        name=name,
-        inputs=tuple(i if isinstance(i, AgentInput) else AgentInput(i) for i in inputs),
-        propose=propose,
-        proposals_schema=proposals_schema,
-        natural_key=tuple(natural_key),
-        rules=tuple(rules),
-        on_rejection=on_rejection,
-        target=target,
-        partitions_def=partitions_def,
-        description=description,
-        owners=tuple(owners),
+
+    def as_inputs(items: Sequence[AssetInput | str]) -> tuple[AssetInput, ...]:
+        return tuple(i if isinstance(i, AssetInput) else AssetInput(i) for i in items)
+
+    return agent_definitions(
+        AgentSpec(
+            name=name,
+            inputs=as_inputs(inputs),
+            propose=propose,
+            proposals_schema=proposals_schema,
+            natural_key=tuple(natural_key),
+            rules=tuple(rules),
+            reviewers=tuple(reviewers),
+            approval=approval,
+            references=as_inputs(references),
+            on_rejection=on_rejection,
+            target=target,
+            partitions_def=partitions_def,
+            description=description,
+            owners=tuple(owners),
+        )
     )
-    return agent_definitions(spec)
 
 
 def agent_definitions(spec: AgentSpec) -> dg.Definitions:
@@ -167,25 +174,33 @@ def agent_definitions(spec: AgentSpec) -> dg.Definitions:
         proposals_key=spec.proposals_key,
         partitions_def=spec.partitions_def,
         supervisor=spec.supervisor,
+        references=spec.supervisor_inputs,
     )
-    return dg.Definitions(assets=[_proposals_asset(spec), _actions_asset(spec)], asset_checks=[checks])
+    executor = actions_asset(
+        agent=spec.name,
+        proposals_key=spec.proposals_key,
+        actions_key=spec.actions_key,
+        partitions_def=spec.partitions_def,
+        target=spec.target,
+        group=spec.name,
+        owners=spec.owners,
+        tags=spec.tags,
+    )
+    return dg.Definitions(assets=[_proposals_asset(spec), executor], asset_checks=[checks])
 
 
 def proposal_ids(agent: str, partition: str, frame: pd.DataFrame, natural_key: Sequence[str]) -> pd.Series:
     """Stable ids: a hash of (agent, partition, natural key); the row position if the key is missing."""
     present = [c for c in natural_key if c in frame.columns]
-    keys = (
-        frame[present].astype(str)
-        if len(present) == len(natural_key)
-        else pd.DataFrame({"_row": [str(i) for i in range(len(frame))]}, index=frame.index)
-    )
+    if len(present) == len(natural_key):
+        keys = frame[present].astype(str)
+    else:
+        keys = pd.DataFrame({"_row": [str(i) for i in range(len(frame))]}, index=frame.index)
+    if frame.empty:
+        return pd.Series([], dtype=object, index=frame.index)
     salt = hashlib.md5(f"{agent}|{partition}".encode(), usedforsecurity=False).hexdigest()[:16]
-    hashed = (
-        pd.util.hash_pandas_object(keys, index=False, hash_key=salt)
-        if len(frame)
-        else pd.Series([], dtype="uint64")
-    )
-    return hashed.map(lambda h: f"{int(h):016x}").astype(object).set_axis(frame.index)
+    hashed = pd.util.hash_pandas_object(keys, index=False, hash_key=salt).to_numpy()
+    return pd.Series([f"{h:016x}" for h in hashed.tolist()], index=frame.index, dtype=object)
 
 
 def _proposals_asset(spec: AgentSpec) -> dg.AssetsDefinition:
@@ -202,18 +217,14 @@ def _proposals_asset(spec: AgentSpec) -> dg.AssetsDefinition:
         tags={"foureyes/stage": "propose", **spec.tags},
     )
     def _proposals(
-        context: dg.AssetExecutionContext,
-        warehouse: SqlWarehouseResource,
-        lineage: OpenLineageResource,
+        context: dg.AssetExecutionContext, warehouse: SqlWarehouseResource, lineage: OpenLineageResource
     ):
         partition = context.partition_key
         step = open_step(context, lineage, warehouse)
         served = {}
         frames = {}
         for agent_input in spec.inputs:
-            stored = read_recorded(
-                step, warehouse, agent_input.key, partition if agent_input.partitioned else None
-            )
+            stored = read_recorded(step, warehouse, agent_input.key, agent_input.partition(partition))
             frames[agent_input.name] = stored.frame
             served[agent_input.asset] = stored.record
         proposals = spec.propose(ProposalContext(spec.name, partition, frames, context.log))
@@ -223,19 +234,16 @@ def _proposals_asset(spec: AgentSpec) -> dg.AssetsDefinition:
                 "expected a pandas DataFrame"
             )
         proposals = proposals.reset_index(drop=True)
+        if "proposal_id" in proposals.columns:
+            proposals = proposals.drop(columns=["proposal_id"])  # ids are ours to give, not the agent's
         proposals.insert(0, "proposal_id", proposal_ids(spec.name, partition, proposals, spec.natural_key))
         inputs_table = pd.DataFrame(
             [
-                {
-                    "input": asset,
-                    "partition": r.partition,
-                    "version": r.version[:12],
-                    "rows": r.row_count,
-                }
+                {"input": asset, "partition": r.partition, "version": r.version[:12], "rows": r.row_count}
                 for asset, r in served.items()
             ]
         )
-        counts = proposals["action"].value_counts().to_dict() if "action" in proposals else {}
+        counts = proposals["action"].astype(str).value_counts().to_dict() if "action" in proposals else {}
         return versioned_output(
             proposals,
             **{
@@ -246,92 +254,3 @@ def _proposals_asset(spec: AgentSpec) -> dg.AssetsDefinition:
         )
 
     return _proposals
-
-
-def _actions_asset(spec: AgentSpec) -> dg.AssetsDefinition:
-    @dg.asset(
-        key=spec.actions_key,
-        partitions_def=spec.partitions_def,
-        deps=[spec.proposals_key],
-        group_name=spec.name,
-        kinds={"python", "pandas"},
-        owners=list(spec.owners) or None,
-        hooks=LINEAGE_HOOKS,
-        required_resource_keys={"warehouse", "lineage", "control_plane", spec.target},
-        description=(
-            f"Executor of the {spec.name} agent: acts on approved proposals only, at most once each "
-            f"(idempotency key + receipt), through the '{spec.target}' target."
-        ),
-        tags={"foureyes/stage": "execute", **spec.tags},
-    )
-    def _actions(context: dg.AssetExecutionContext):
-        partition = context.partition_key
-        warehouse: SqlWarehouseResource = context.resources.warehouse
-        lineage: OpenLineageResource = context.resources.lineage
-        control_plane: ControlPlaneResource = context.resources.control_plane
-        target: ActionTarget = getattr(context.resources, spec.target)
-        step = open_step(context, lineage, warehouse, extra_outputs=[target.dataset()])
-        stored = read_recorded(step, warehouse, spec.proposals_key, partition)
-        verdicts = control_plane.decision_log.latest_supervision(spec.name, partition, stored.record.version)
-        if not verdicts:
-            context.log.warning(
-                f"no supervisor verdicts for {spec.proposals_key.to_user_string()} partition {partition} "
-                f"version {stored.record.version[:12]}: nothing is executed"
-            )
-        approved = {d.proposal_id: d for d in verdicts if d.verdict == APPROVED and d.action != HOLD}
-        rows = [
-            _execute(spec, partition, context.run.run_id, decision, target, control_plane)
-            for decision in approved.values()
-        ]
-        actions = pd.DataFrame(rows, columns=ACTION_COLUMNS)
-        statuses = actions["status"].value_counts().to_dict()
-        return versioned_output(
-            actions,
-            **{
-                "proposals_version": stored.record.version,
-                "verdicts_found": len(verdicts),
-                "approved_actions": len(approved),
-                "executed": int(statuses.get("executed", 0)),
-                "already_executed": int(len(actions) - statuses.get("executed", 0)),
-                "actions": dg.MetadataValue.md(markdown_table(actions.drop(columns=["detail"])))
-                if len(actions)
-                else "none",
-            },
-        )
-
-    return _actions
-
-
-def _execute(
-    spec, partition, run_id, decision, target: ActionTarget, control_plane: ControlPlaneResource
-) -> dict:
-    key = idempotency_key(spec.name, partition, decision.proposal_id, decision.action)
-    receipts = control_plane.receipts
-    claim = receipts.claim(
-        key=key,
-        agent=spec.name,
-        partition=partition,
-        proposal_id=decision.proposal_id,
-        action=decision.action,
-        target=f"{spec.target}:{target.kind}",
-        run_id=run_id,
-    )
-    row = {"proposal_id": decision.proposal_id, "action": decision.action, "idempotency_key": key}
-    if not claim.may_execute:
-        return {**row, "status": "skipped", "detail": claim.why}
-    action = Action(
-        key,
-        spec.name,
-        partition,
-        decision.proposal_id,
-        decision.action,
-        decision.proposal,
-        decision.rationale,
-    )
-    try:
-        result = target.execute(action)
-    except Exception as exc:
-        receipts.fail(key, {"error": f"{type(exc).__name__}: {exc}"})
-        raise
-    receipts.confirm(key, {**result.detail, "target_status": result.status})
-    return {**row, "status": result.status, "detail": str(result.detail)}

@@ -72,6 +72,64 @@ def trace(asset: str, partition: str | None, fmt: str) -> None:
         click.echo(json.dumps(result.to_json(), indent=2) if fmt == "json" else format_trace(result))
 
 
+@main.group()
+def approvals() -> None:
+    """Human approvals: list what waits, approve or reject it (four eyes above the policy limit)."""
+
+
+@approvals.command("list")
+@click.option("--agent", default=None, help="Only this agent's approvals.")
+@click.option(
+    "--status",
+    type=click.Choice(["pending", "approved", "rejected", "expired", "all"]),
+    default="pending",
+    show_default=True,
+)
+@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
+def approvals_list(agent: str | None, status: str, fmt: str) -> None:
+    """List approvals (pending ones by default), oldest first."""
+    from agent_assets.approvals_view import approval_json, format_approvals
+
+    with _ClearErrors():
+        book = _control_plane().approvals
+        book.expire_overdue()
+        found = book.find(status=None if status == "all" else status, agent=agent)
+        click.echo(
+            json.dumps([approval_json(a) for a in found], indent=2)
+            if fmt == "json"
+            else format_approvals(found)
+        )
+
+
+def _decide(decision: str):
+    @click.argument("approval_id")
+    @click.option("--by", "by", required=True, help="Who decides (must not be the proposer).")
+    @click.option("--reason", required=True, help="Why: kept in the decision log.")
+    @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
+    def command(approval_id: str, by: str, reason: str, fmt: str) -> None:
+        from agent_assets.approvals_view import approval_json, format_decision
+
+        with _ClearErrors():
+            approval = _control_plane().approvals.decide(approval_id, by=by, decision=decision, reason=reason)
+            click.echo(
+                json.dumps(approval_json(approval), indent=2) if fmt == "json" else format_decision(approval)
+            )
+
+    return command
+
+
+approvals.command(
+    "approve", help="Approve a pending proposal (one vote; two distinct ones above the four-eyes limit)."
+)(_decide("approve"))
+approvals.command("reject", help="Reject a pending proposal: one rejection is final.")(_decide("reject"))
+
+
+def _control_plane():
+    from resources.control_plane import ControlPlaneResource
+
+    return ControlPlaneResource(url=FoureyesSettings.from_env().control_url)
+
+
 class _ClearErrors:
     """Turn foureyes errors into one line on stderr and exit status 1."""
 

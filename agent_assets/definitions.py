@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import dagster as dg
 
+from agent_assets.margin_calls import margin_calls
 from agent_assets.market_data import MARKET_DATA_ASSETS, MarketFeedResource
+from agent_assets.rebalancing import rebalancing
+from agent_assets.sensors import approvals_sensor
 from agent_assets.var_risk import var_risk
 from resources.action_targets import SqlBooksTarget
 from resources.control_plane import ControlPlaneResource
@@ -18,6 +21,7 @@ from resources.settings import FoureyesSettings
 from resources.warehouse import PartitionedSqlIOManager, SqlWarehouseResource
 
 DAILY_JOB = "foureyes_daily"
+AGENTS = ("var_risk", "margin_calls", "rebalancing")
 
 
 def build_resources(settings: FoureyesSettings) -> dict[str, object]:
@@ -30,18 +34,27 @@ def build_resources(settings: FoureyesSettings) -> dict[str, object]:
         "lineage": OpenLineageResource(control_url=settings.control_url, namespace=settings.namespace),
         "market_feed": MarketFeedResource(faults=settings.faults),
         "books": SqlBooksTarget(url=settings.warehouse_url, table="risk_actions"),
+        "collateral_system": SqlBooksTarget(url=settings.warehouse_url, table="margin_calls_issued"),
+        "order_system": SqlBooksTarget(url=settings.warehouse_url, table="orders"),
     }
 
 
 def build_definitions(settings: FoureyesSettings) -> dg.Definitions:
     daily = dg.define_asset_job(
         DAILY_JOB,
-        selection=dg.AssetSelection.all(include_sources=False),
+        selection=dg.AssetSelection.all(),
         description="Market data, then every agent: propose, supervise, execute.",
     )
     return dg.Definitions.merge(
-        dg.Definitions(assets=MARKET_DATA_ASSETS, jobs=[daily], resources=build_resources(settings)),
+        dg.Definitions(
+            assets=MARKET_DATA_ASSETS,
+            jobs=[daily],
+            sensors=[approvals_sensor(AGENTS)],
+            resources=build_resources(settings),
+        ),
         var_risk,
+        margin_calls,
+        rebalancing,
     )
 
 

@@ -2,8 +2,9 @@
 
 It runs on whatever the settings point at (the embedded SQLite default, or PostgreSQL),
 records its runs in the Dagster instance under ``$DAGSTER_HOME`` (so ``make ui`` shows
-them), and summarises per partition what the agent proposed, what the supervisor approved
-or rejected, and what the executor did — then traces the output built on the bad partition.
+them), and summarises per agent and partition what was proposed, what the supervisor
+approved, rejected or sent for human approval, and what the executor did — then traces the
+output built on the bad partition.
 """
 
 from __future__ import annotations
@@ -17,32 +18,41 @@ from pathlib import Path
 import dagster as dg
 
 from agent_assets.calendar import business_days_ending
-from agent_assets.definitions import DAILY_JOB, build_definitions
+from agent_assets.definitions import AGENTS, DAILY_JOB, build_definitions
 from agent_assets.faults import parse_faults
 from agent_assets.trace import Trace, format_trace, trace
 from resources.control_plane import ControlPlaneResource
-from resources.decision_log import APPROVED, REJECTED
+from resources.decision_log import APPROVED, PENDING, REJECTED
 from resources.errors import FoureyesError
 from resources.receipts import EXECUTED
 from resources.settings import FoureyesSettings
 from resources.warehouse import SqlWarehouseResource
 
-AGENT = "var_risk"
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+TRACED_AGENT = "var_risk"
+SHOWN_REJECTIONS = 6
 
 
 @dataclass(frozen=True)
-class PartitionSummary:
+class AgentDay:
+    agent: str
     partition: str
-    run_id: str
-    succeeded: bool
     proposals: int
     approved: int
     rejected: int
+    pending: int
     executed: int
     already_executed: int
-    note: str = ""
     rejections: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    partition: str
+    run_id: str
+    succeeded: bool
+    note: str
+    agents: tuple[AgentDay, ...]
 
 
 @dataclass(frozen=True)
@@ -51,12 +61,12 @@ class DemoSummary:
     control_url: str
     faults: str
     seconds: float
-    partitions: tuple[PartitionSummary, ...]
+    runs: tuple[RunOutcome, ...]
     traces: tuple[Trace, ...] = field(default_factory=tuple)
 
     @property
     def all_runs_succeeded(self) -> bool:
-        return all(p.succeeded for p in self.partitions)
+        return all(r.succeeded for r in self.runs)
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -79,26 +89,24 @@ def run_demo(
     instance = dagster_instance(settings)
     control = ControlPlaneResource(url=settings.control_url)
     started = time.perf_counter()
-    summaries = []
+    runs = []
     for partition in business_days_ending(end, days):
         if progress:
             progress(f"materialising {DAILY_JOB} for {partition} ...")
         result = job.execute_in_process(
             partition_key=partition, instance=instance, raise_on_error=False, run_config=QUIET
         )
-        fault = next((f"{f.kind} in {f.asset}" for f in injected if f.partition == partition), "")
-        summaries.append(_summarise(control, partition, result, fault))
+        notes = [f"{f.kind} in {f.asset}" for f in injected if f.partition == partition]
+        failed = sorted({e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"})
+        if failed:
+            notes.append("failed: " + ", ".join(failed))
+        days_of_agents = tuple(_agent_day(control, agent, partition, result.run_id) for agent in AGENTS)
+        runs.append(RunOutcome(partition, result.run_id, result.success, "; ".join(notes), days_of_agents))
     traces = []
+    warehouse = SqlWarehouseResource(url=settings.warehouse_url)
     for partition in sorted({f.partition for f in injected}):
         try:
-            traces.append(
-                trace(
-                    control.lineage_store,
-                    SqlWarehouseResource(url=settings.warehouse_url),
-                    f"{AGENT}_proposals",
-                    partition,
-                )
-            )
+            traces.append(trace(control.lineage_store, warehouse, f"{TRACED_AGENT}_proposals", partition))
         except FoureyesError:
             continue  # the output was never built (e.g. the input was missing): nothing to trace
     return DemoSummary(
@@ -106,7 +114,7 @@ def run_demo(
         control_url=settings.control_url,
         faults=faults,
         seconds=round(time.perf_counter() - started, 1),
-        partitions=tuple(summaries),
+        runs=tuple(runs),
         traces=tuple(traces),
     )
 
@@ -121,38 +129,35 @@ def dagster_instance(settings: FoureyesSettings) -> dg.DagsterInstance:
     return dg.DagsterInstance.from_config(str(home))
 
 
-def _summarise(control: ControlPlaneResource, partition: str, result, fault: str) -> PartitionSummary:
-    decisions = control.decision_log.for_partition(AGENT, partition)
-    latest = [d for d in decisions if d.supervision_id == decisions[-1].supervision_id] if decisions else []
-    receipts = control.receipts.for_partition(AGENT, partition)
-    executed_now = sum(1 for r in receipts if r.status == EXECUTED and r.run_id == result.run_id)
-    executed_before = sum(1 for r in receipts if r.status == EXECUTED and r.run_id != result.run_id)
-    notes = [fault] if fault else []
-    failed = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-    if failed:
-        notes.append("failed: " + ", ".join(sorted(set(failed))))
-    return PartitionSummary(
+def _agent_day(control: ControlPlaneResource, agent: str, partition: str, run_id: str) -> AgentDay:
+    supervisions = control.decision_log.latest_supervisions(agent, partition)
+    latest = control.decision_log.of_supervision(supervisions[0].supervision_id) if supervisions else []
+    receipts = control.receipts.for_partition(agent, partition)
+    return AgentDay(
+        agent=agent,
         partition=partition,
-        run_id=result.run_id,
-        succeeded=result.success,
         proposals=len(latest),
         approved=sum(d.verdict == APPROVED for d in latest),
         rejected=sum(d.verdict == REJECTED for d in latest),
-        executed=executed_now,
-        already_executed=executed_before,
-        note="; ".join(notes),
-        rejections=tuple(" | ".join(r.message for r in d.reasons) for d in latest if d.reasons),
+        pending=sum(d.verdict == PENDING for d in latest),
+        executed=sum(1 for r in receipts if r.status == EXECUTED and r.run_id == run_id),
+        already_executed=sum(1 for r in receipts if r.status == EXECUTED and r.run_id != run_id),
+        rejections=tuple(
+            " | ".join(r.message for r in d.reasons if r.severity != "approval")
+            for d in latest
+            if d.verdict == REJECTED
+        ),
     )
 
 
 def format_summary(summary: DemoSummary) -> str:
     header = (
-        f"{'partition':<11} {'run':<7} {'proposals':>9} {'approved':>8} {'rejected':>8} "
-        f"{'executed':>8} {'dup-skipped':>11}  note"
+        f"{'partition':<11} {'agent':<13} {'proposals':>9} {'approved':>8} {'rejected':>8} {'pending':>7} "
+        f"{'executed':>8} {'dup-skipped':>11}"
     )
     lines = [
         "",
-        f"foureyes demo: {AGENT} over {len(summary.partitions)} business days in {summary.seconds}s",
+        f"foureyes demo: {len(AGENTS)} agents over {len(summary.runs)} business days in {summary.seconds}s",
         f"  warehouse     {summary.warehouse_url}",
         f"  control plane {summary.control_url}",
         f"  faults        {summary.faults or 'none'}",
@@ -160,24 +165,36 @@ def format_summary(summary: DemoSummary) -> str:
         header,
         "-" * len(header),
     ]
-    for p in summary.partitions:
-        lines.append(
-            f"{p.partition:<11} {'ok' if p.succeeded else 'FAILED':<7} {p.proposals:>9} {p.approved:>8} "
-            f"{p.rejected:>8} {p.executed:>8} {p.already_executed:>11}  {p.note}"
-        )
-    rejections = [(p.partition, r) for p in summary.partitions for r in p.rejections]
-    if rejections:
-        lines += ["", "Rejected by the supervisor:"]
-        lines += [f"  {partition}  {reason}" for partition, reason in rejections]
+    for run in summary.runs:
+        status = "" if run.succeeded else "  RUN FAILED"
+        for i, day in enumerate(run.agents):
+            first = run.partition if i == 0 else ""
+            note = (f"  {run.note}{status}" if run.note or status else "") if i == 0 else ""
+            lines.append(
+                f"{first:<11} {day.agent:<13} {day.proposals:>9} {day.approved:>8} {day.rejected:>8} "
+                f"{day.pending:>7} {day.executed:>8} {day.already_executed:>11}{note}"
+            )
+    for run in summary.runs:
+        rejected = [(d.agent, r) for d in run.agents for r in d.rejections]
+        if not rejected or not run.note:
+            continue
+        lines += ["", f"Rejected on {run.partition} ({run.note}):"]
+        lines += [f"  {agent:<13} {reason}" for agent, reason in rejected[:SHOWN_REJECTIONS]]
+        if len(rejected) > SHOWN_REJECTIONS:
+            hidden = len(rejected) - SHOWN_REJECTIONS
+            lines.append(f"  ... {hidden} more in the decision log (and the business_rules check metadata)")
     for item in summary.traces:
         lines += [
             "",
             f"Trace of the output built on the faulty partition {item.partition}:",
             format_trace(item),
         ]
+    pending = sum(d.pending for run in summary.runs for d in run.agents)
     lines += [
         "",
         "dup-skipped: actions already executed by an earlier run (idempotency key + receipt).",
+        f"pending: {pending} proposal(s) wait for human approval: `foureyes approvals list`, then "
+        "`foureyes approvals approve ID --by NAME --reason WHY`.",
         "Next: `foureyes trace var_risk_proposals --partition <day>`, or `make ui` to browse the runs.",
     ]
     return "\n".join(lines)

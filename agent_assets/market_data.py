@@ -11,12 +11,14 @@ from pydantic import Field
 from agent_assets import synthetic_market
 from agent_assets.calendar import BUSINESS_DAYS, previous_business_day
 from agent_assets.faults import FAULT_KINDS, corrupt, fault_for, parse_faults
-from agent_assets.step_lineage import open_step
+from agent_assets.step_lineage import open_step, read_recorded
+from resources.asset_inputs import require_columns
 from resources.errors import MissingFeedError
 from resources.lineage import LINEAGE_HOOKS, OpenLineageResource
 from resources.warehouse import SqlWarehouseResource, versioned_output
 
 GROUP = "market_data"
+REFERENCE_GROUP = "reference_data"
 
 
 class MarketFeedResource(dg.ConfigurableResource):
@@ -50,30 +52,54 @@ class FaultConfig(dg.Config):
     )
 
 
-@dg.asset(
-    group_name=GROUP,
-    kinds={"python", "pandas"},
-    hooks=LINEAGE_HOOKS,
-    description="Instrument master: issuer, sector, asset class, currency.",
-)
-def instruments(
-    context: dg.AssetExecutionContext, warehouse: SqlWarehouseResource, lineage: OpenLineageResource
-):
-    open_step(context, lineage, warehouse)
-    return versioned_output(synthetic_market.instruments())
+def _reference_asset(name: str, build, description: str) -> dg.AssetsDefinition:
+    """An unpartitioned reference table from the synthetic market (master data, terms, policies)."""
+
+    @dg.asset(
+        name=name,
+        group_name=REFERENCE_GROUP,
+        kinds={"python", "pandas"},
+        hooks=LINEAGE_HOOKS,
+        description=description,
+    )
+    def _asset(
+        context: dg.AssetExecutionContext, warehouse: SqlWarehouseResource, lineage: OpenLineageResource
+    ):
+        open_step(context, lineage, warehouse)
+        return versioned_output(build())
+
+    return _asset
 
 
-@dg.asset(
-    group_name=GROUP,
-    kinds={"python", "pandas"},
-    hooks=LINEAGE_HOOKS,
-    description="Client portfolios and their 1-day 99% VaR limits.",
-)
-def portfolios(
-    context: dg.AssetExecutionContext, warehouse: SqlWarehouseResource, lineage: OpenLineageResource
-):
-    open_step(context, lineage, warehouse)
-    return versioned_output(synthetic_market.portfolios())
+REFERENCE_ASSETS = [
+    _reference_asset(
+        "instruments", synthetic_market.instruments, "Instrument master: issuer, sector, asset class."
+    ),
+    _reference_asset(
+        "portfolios", synthetic_market.portfolios, "Client portfolios and their 1-day 99% VaR limits."
+    ),
+    _reference_asset(
+        "counterparties",
+        synthetic_market.counterparties,
+        "Derivative counterparties and their CSA terms: threshold, minimum transfer amount, rounding.",
+    ),
+    _reference_asset(
+        "target_weights", synthetic_market.target_weights, "Model portfolio weights per mandate."
+    ),
+    _reference_asset(
+        "restricted_list", synthetic_market.restricted_list, "Instruments no portfolio may buy."
+    ),
+    _reference_asset(
+        "investment_policies",
+        synthetic_market.investment_policies,
+        "Each client's investment policy limits (issuer, sector, trade size).",
+    ),
+    _reference_asset(
+        "policy_exclusions",
+        synthetic_market.policy_exclusions,
+        "Sectors each client's investment policy excludes.",
+    ),
+]
 
 
 def _feed_asset(name: str, build, description: str) -> dg.AssetsDefinition:
@@ -119,4 +145,32 @@ market_prices = _feed_asset(
     f"{synthetic_market.LOOKBACK_DAYS} business days.",
 )
 
-MARKET_DATA_ASSETS = [instruments, portfolios, positions, market_prices]
+exposures = _feed_asset("exposures", synthetic_market.exposures, "Mark-to-market exposure per counterparty.")
+collateral = _feed_asset("collateral", synthetic_market.collateral, "Collateral held per counterparty.")
+
+
+@dg.asset(
+    partitions_def=BUSINESS_DAYS,
+    group_name=GROUP,
+    kinds={"python", "pandas"},
+    hooks=LINEAGE_HOOKS,
+    deps=[positions, market_prices],
+    description="Market value of every position at the close: positions x latest prices.",
+)
+def holdings(
+    context: dg.AssetExecutionContext, warehouse: SqlWarehouseResource, lineage: OpenLineageResource
+):
+    step = open_step(context, lineage, warehouse)
+    held = read_recorded(step, warehouse, positions.key, context.partition_key).frame
+    prices = read_recorded(step, warehouse, market_prices.key, context.partition_key).frame
+    require_columns(prices, "market_prices", ["instrument_id", "price_date", "close"])
+    latest = prices[prices["price_date"] == prices["price_date"].max()].set_index("instrument_id")["close"]
+    return versioned_output(
+        held[["portfolio_id", "instrument_id", "quantity"]].assign(
+            price=held["instrument_id"].map(latest),
+            market_value=lambda f: f["quantity"] * f["price"],
+        )
+    )
+
+
+MARKET_DATA_ASSETS = [*REFERENCE_ASSETS, positions, market_prices, exposures, collateral, holdings]

@@ -181,3 +181,123 @@ def positions(partition: str) -> pd.DataFrame:
 
 def format_day(day: pd.Timestamp) -> str:
     return day.strftime(PARTITION_FORMAT)
+
+
+# -- counterparties, CSA terms, exposures and collateral (margin calls) ---------------------
+
+
+@cache
+def counterparties() -> pd.DataFrame:
+    """Derivative counterparties and their CSA terms (threshold, minimum transfer, rounding)."""
+    return pd.DataFrame(
+        {
+            "counterparty_id": [f"CP{i:02d}" for i in range(1, 9)],
+            "name": [
+                "Alder Bank",
+                "Birch Securities",
+                "Cedar Capital",
+                "Dogwood Markets",
+                "Elm Partners",
+                "Fir Trust",
+                "Ginkgo Holdings",
+                "Hazel Investments",
+            ],
+            "rating": ["AA", "A", "A", "BBB", "AA", "BBB", "A", "BB"],
+            "threshold": [5e6, 2e6, 2e6, 0.0, 10e6, 0.0, 1e6, 0.0],
+            "minimum_transfer_amount": [500e3, 250e3, 250e3, 100e3, 1e6, 100e3, 250e3, 50e3],
+            "rounding": [100e3, 10e3, 10e3, 10e3, 100e3, 10e3, 10e3, 10e3],
+            "sensitivity": [1.4, -0.8, 0.6, 2.2, 1.0, -1.6, 0.4, 3.0],
+            "notional": [400e6, 250e6, 180e6, 120e6, 600e6, 90e6, 150e6, 60e6],
+        }
+    )
+
+
+@cache
+def _market_index() -> np.ndarray:
+    """An equal-weighted equity index (1.0 at the epoch) that drives derivative exposures."""
+    equities = (instruments()["asset_class"] == "equity").to_numpy()
+    paths = _price_paths()[:, equities]
+    return (paths / paths[0]).mean(axis=1)
+
+
+def _exposure_on(day: int) -> np.ndarray:
+    cps = counterparties()
+    rng = np.random.default_rng(SEED + 3 + day)
+    move = _market_index()[day] - _market_index()[day - LOOKBACK_DAYS]
+    return (cps["notional"] * (0.02 + cps["sensitivity"] * move) + rng.normal(0, 1.5e6, len(cps))).to_numpy()
+
+
+def exposures(partition: str) -> pd.DataFrame:
+    """Each counterparty's mark-to-market exposure at the close (positive: they owe us)."""
+    day = _day_index(partition)
+    return pd.DataFrame(
+        {
+            "counterparty_id": counterparties()["counterparty_id"].to_numpy(),
+            "exposure": _exposure_on(day).round(2),
+            "as_of": pd.Timestamp(partition),
+        }
+    ).astype({"as_of": "datetime64[ns]"})
+
+
+def collateral(partition: str) -> pd.DataFrame:
+    """Collateral held per counterparty at the close: what was called the day before, settled."""
+    day = _day_index(partition)
+    cps = counterparties()
+    called = np.maximum(0.0, _exposure_on(day - 1) - cps["threshold"].to_numpy())
+    held = np.floor(called / cps["rounding"].to_numpy()) * cps["rounding"].to_numpy()
+    return pd.DataFrame(
+        {
+            "counterparty_id": cps["counterparty_id"].to_numpy(),
+            "collateral_held": held,
+            "as_of": pd.Timestamp(partition),
+        }
+    ).astype({"as_of": "datetime64[ns]"})
+
+
+# -- model portfolios, restrictions and client policies (rebalancing) ----------------------
+
+
+@cache
+def target_weights() -> pd.DataFrame:
+    """Each portfolio's model weights: where its holdings started (the mandate's model)."""
+    hold = _holdings()
+    totals = hold.groupby("portfolio_id")["notional"].transform("sum")
+    return hold.assign(target_weight=(hold["notional"] / totals).round(6))[
+        ["portfolio_id", "instrument_id", "target_weight"]
+    ].reset_index(drop=True)
+
+
+@cache
+def restricted_list() -> pd.DataFrame:
+    """Instruments no portfolio may buy (sanctions, inside information, pending litigation)."""
+    return pd.DataFrame(
+        {
+            "instrument_id": ["EQ009", "EQ027", "BD003"],
+            "reason": [
+                "inside information (M&A advisory)",
+                "sanctions screening",
+                "issuer under investigation",
+            ],
+        }
+    )
+
+
+@cache
+def investment_policies() -> pd.DataFrame:
+    """Each client's investment policy statement, as numbers the supervisor can check."""
+    return pd.DataFrame(
+        {
+            "client_id": ["C001", "C002", "C003", "C004"],
+            "max_issuer_weight": [0.08, 0.15, 0.12, 0.10],
+            "max_sector_weight": [0.30, 0.75, 0.45, 0.35],
+            "max_trade_notional": [8e6, 4e6, 5e6, 6e6],
+        }
+    )
+
+
+@cache
+def policy_exclusions() -> pd.DataFrame:
+    """Sectors a client's policy excludes outright."""
+    return pd.DataFrame(
+        {"client_id": ["C003", "C003", "C001"], "sector": ["Energy", "Materials", "Materials"]}
+    )

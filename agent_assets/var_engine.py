@@ -11,19 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from resources.errors import InputDataError
+from resources.asset_inputs import require_columns
 
 Z_99 = 2.3263478740408408
 EWMA_LAMBDA = 0.94
 CONFIDENCE = 0.99
-
-
-def require_columns(frame: pd.DataFrame, input_name: str, columns: list[str]) -> None:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise InputDataError(
-            f"input '{input_name}' lacks column(s) {missing}; it has {list(map(str, frame.columns))}"
-        )
 
 
 def returns_matrix(prices: pd.DataFrame) -> pd.DataFrame:

@@ -14,9 +14,11 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from agent_assets.agent import HOLD, AgentInput, ProposalContext, define_agent
+from agent_assets.agent import HOLD, AssetInput, ProposalContext, define_agent
 from agent_assets.var_engine import parametric_var
-from checks.rules import Predicate, Threshold
+from checks.approval_policy import ApprovalPolicy
+from checks.price_anomaly import PriceAnomalyReviewer
+from checks.rule_kinds import Predicate, Threshold
 
 ESCALATE, REDUCE = "escalate", "reduce_exposure"
 ESCALATION_LEVEL = 0.85
@@ -38,6 +40,7 @@ class VarProposals(pa.DataFrameModel):
     breach: Series[bool]
     action: Series[str] = pa.Field(isin=[HOLD, ESCALATE, REDUCE])
     reduction_pct: Series[float] = pa.Field(ge=0, le=1)
+    cut_notional: Series[float] = pa.Field(ge=0)
     rationale: Series[str] = pa.Field(str_length={"min_value": 10})
     confidence: Series[float] = pa.Field(ge=0, le=1)
 
@@ -102,6 +105,7 @@ def propose_var_actions(ctx: ProposalContext) -> pd.DataFrame:
     )
     cut = (1.0 - 1.0 / risk["utilisation"].where(risk["breach"], 1.0)) + REDUCTION_BUFFER
     risk["reduction_pct"] = cut.where(risk["breach"], 0.0).clip(0.0, 1.0)
+    risk["cut_notional"] = risk["exposure"] * risk["reduction_pct"]
     risk["confidence"] = (0.95 * risk["coverage"] * np.minimum(1.0, risk["observations"] / 60)).round(3)
     risk["rationale"] = [_rationale(r) for r in risk.itertuples()]
     return risk[
@@ -114,6 +118,7 @@ def propose_var_actions(ctx: ProposalContext) -> pd.DataFrame:
             "breach",
             "action",
             "reduction_pct",
+            "cut_notional",
             "rationale",
             "confidence",
         ]
@@ -129,17 +134,29 @@ def _rationale(row) -> str:
     return f"{head}; within limits, no action"
 
 
+LARGE_CUTS = ApprovalPolicy(
+    id="large_exposure_cut",
+    description="Exposure cuts above 10m need the desk head; above 25m, the CRO as well.",
+    column="cut_notional",
+    above=10e6,
+    four_eyes_above=25e6,
+    when={"action": REDUCE},
+    summary="{portfolio_id}: cut {reduction_pct:.0%} ({cut_notional:,.0f} of exposure)",
+)
+
 var_risk = define_agent(
     "var_risk",
     inputs=[
-        AgentInput("positions"),
-        AgentInput("market_prices"),
-        AgentInput("portfolios", partitioned=False),
+        AssetInput("positions"),
+        AssetInput("market_prices"),
+        AssetInput("portfolios", partitioned=False),
     ],
     propose=propose_var_actions,
     proposals_schema=VarProposals,
     natural_key=["portfolio_id"],
     rules=VAR_RULES,
+    reviewers=[PriceAnomalyReviewer()],
+    approval=LARGE_CUTS,
     target="books",
     description="Portfolio VaR against limits: proposes escalations and exposure cuts.",
     owners=["team:risk"],

@@ -1,18 +1,22 @@
 """The rule engine: declarative business rules, evaluated vectorised over a proposals table.
 
-A rule answers one question for every proposal at once: "does this proposal break me?" as a
-boolean mask. Rules are data (id, description, severity, message template) plus that one
-vectorised test, so that thousands of proposals cost a few array operations, and a rule's
-verdict on each proposal can be explained with a message naming the offending values.
+A rule answers one question for every proposal at once — "does this proposal break me?" —
+as a boolean mask, so a million proposals cost a few array operations. A rule is data (id,
+description, severity, message template, filter, joins) plus that one vectorised test.
+
+Rules never trust what the agent wrote about the world: reference values (a client's policy,
+an issuer, a counterparty's CSA terms) are looked up by the supervisor through ``Join``\\ s on
+reference tables, and only the proposal's own keys and amounts come from the agent.
 
 Severity ``error`` rejects the proposal; ``warn`` records the finding without rejecting it.
+A rule that crashes rejects every proposal it was meant to judge, and says why.
 """
 
 from __future__ import annotations
 
-import operator
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -21,29 +25,66 @@ from resources.errors import AgentDefinitionError
 
 ERROR, WARN = "error", "warn"
 References = Mapping[str, pd.DataFrame]
-_COMPARATORS: dict[str, Callable] = {
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
-    "==": operator.eq,
-    "!=": operator.ne,
-}
 
 
 @dataclass(frozen=True)
-class Rule:
-    """Base of all rules. Subclasses implement ``violations``.
+class Join:
+    """Look up reference columns for each proposal: ``table`` matched on ``on`` (proposal -> table column).
 
-    ``message`` is a ``str.format`` template over the proposal's columns (plus ``{rule}``),
-    e.g. ``"{portfolio_id}: reduction {reduction_pct:.0%} is above 50%"``.
+    ``columns`` names what to bring in and under which name (table column -> new column).
+    A reference table with duplicate keys is an error (a lookup must be unambiguous); a
+    proposal without a match gets missing values, which rules treat as a violation.
     """
 
+    table: str
+    on: Mapping[str, str]
+    columns: Mapping[str, str]
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> Join:
+        on = data["on"] if "on" in data else data.get(True)  # YAML 1.1 reads a bare `on:` as true
+        if on is None:
+            raise AgentDefinitionError(
+                f"join on {data.get('table', '?')!r} needs 'on' (the matching columns)"
+            )
+        on = {on: on} if isinstance(on, str) else dict(on)
+        return cls(table=data["table"], on=on, columns=dict(data["columns"]))
+
+    def key(self) -> tuple:
+        return (self.table, tuple(sorted(self.on.items())), tuple(sorted(self.columns.items())))
+
+    def apply(self, proposals: pd.DataFrame, references: References) -> pd.DataFrame:
+        if self.table not in references:
+            raise AgentDefinitionError(
+                f"join needs reference table {self.table!r}; have {sorted(references)}"
+            )
+        table = references[self.table]
+        right_keys = list(self.on.values())
+        lookup = table[[*right_keys, *self.columns]].rename(columns=self.columns)
+        if lookup.duplicated(right_keys).any():
+            raise AgentDefinitionError(f"reference table {self.table!r} has duplicate keys {right_keys}")
+        left = proposals[list(self.on)].set_axis(right_keys, axis=1)
+        merged = left.merge(lookup, on=right_keys, how="left", sort=False)
+        return merged[list(self.columns.values())].set_axis(proposals.index)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rule:
+    """Base of all rules. A kind implements ``violations`` (and may add message values).
+
+    ``message`` is a ``str.format`` template over the proposal's columns, the joined
+    reference columns and any values the kind computes, e.g.
+    ``"{portfolio_id}: reduction {reduction_pct:.0%} is above 50%"``.
+    ``when`` limits the rule to proposals whose column equals a value (or one of a list).
+    """
+
+    kind: ClassVar[str] = "abstract"
     id: str
     description: str
     message: str
     severity: str = ERROR
     when: Mapping[str, object] = field(default_factory=dict)
+    joins: tuple[Join, ...] = ()
 
     def __post_init__(self) -> None:
         if self.severity not in (ERROR, WARN):
@@ -51,12 +92,11 @@ class Rule:
                 f"rule {self.id!r}: severity {self.severity!r} is not one of 'error', 'warn'"
             )
 
-    def violations(self, proposals: pd.DataFrame, references: References) -> pd.Series:
-        """True for every proposal that breaks this rule (aligned to ``proposals.index``)."""
+    def violations(self, proposals: pd.DataFrame, references: References) -> pd.Series | RuleFinding:
+        """True for every proposal that breaks this rule; may return a ``RuleFinding`` with values."""
         raise NotImplementedError
 
     def applies_to(self, proposals: pd.DataFrame) -> pd.Series:
-        """The ``when`` filter: column -> value (or list of values) the rule is limited to."""
         mask = pd.Series(True, index=proposals.index)
         for column, value in self.when.items():
             values = value if isinstance(value, list | tuple | set) else [value]
@@ -66,48 +106,23 @@ class Rule:
     def explain(self, row: Mapping[str, object]) -> str:
         try:
             return self.message.format(rule=self.id, **row)
-        except (KeyError, ValueError, TypeError, IndexError):
+        except (KeyError, ValueError, TypeError, IndexError, AttributeError):
             return f"{self.id}: {self.message}"
 
 
 @dataclass(frozen=True)
-class Threshold(Rule):
-    """``column <op> value`` must hold (e.g. ``reduction_pct <= 0.5``); missing values break it."""
+class RuleFinding:
+    """A rule's mask plus values it computed for its messages (aligned to the proposals)."""
 
-    column: str = ""
-    op: str = "<="
-    value: float = 0.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.op not in _COMPARATORS:
-            raise AgentDefinitionError(
-                f"rule {self.id!r}: op {self.op!r} is not one of {sorted(_COMPARATORS)}"
-            )
-
-    def violations(self, proposals: pd.DataFrame, references: References) -> pd.Series:
-        values = pd.to_numeric(proposals[self.column], errors="coerce")
-        holds = _COMPARATORS[self.op](values, self.value).fillna(False).astype(bool)
-        return self.applies_to(proposals) & ~holds
-
-
-@dataclass(frozen=True)
-class Predicate(Rule):
-    """Any vectorised test: ``test(proposals, references)`` returns True where a proposal breaks it."""
-
-    test: Callable[[pd.DataFrame, References], pd.Series] | None = None
-
-    def violations(self, proposals: pd.DataFrame, references: References) -> pd.Series:
-        if self.test is None:
-            raise AgentDefinitionError(f"rule {self.id!r} has no test")
-        broken = pd.Series(np.asarray(self.test(proposals, references), dtype=bool), index=proposals.index)
-        return self.applies_to(proposals) & broken
+    broken: pd.Series
+    values: pd.DataFrame | None = None
 
 
 @dataclass(frozen=True)
 class RuleOutcome:
     rule: Rule
     broken: pd.Series
+    values: pd.DataFrame | None = None
 
     @property
     def count(self) -> int:
@@ -116,24 +131,58 @@ class RuleOutcome:
 
 @dataclass(frozen=True)
 class RuleReport:
-    """Every rule's mask over one proposals table."""
+    """Every rule's mask over one proposals table, and the table the rules saw."""
 
     outcomes: tuple[RuleOutcome, ...]
-    index: pd.Index
+    seen: pd.DataFrame
+
+    @property
+    def index(self) -> pd.Index:
+        return self.seen.index
 
     def rejected(self) -> pd.Series:
         """True where at least one error-severity rule is broken."""
-        mask = pd.Series(False, index=self.index)
-        for outcome in self.outcomes:
-            if outcome.rule.severity == ERROR:
-                mask |= outcome.broken
-        return mask
+        return self._any(o for o in self.outcomes if o.rule.severity == ERROR)
 
-    def broken_rules(self, position: object) -> list[RuleOutcome]:
-        return [o for o in self.outcomes if bool(o.broken.loc[position])]
+    def flagged(self) -> pd.Series:
+        """True where any rule (error or warn) is broken."""
+        return self._any(self.outcomes)
 
     def counts(self) -> dict[str, int]:
         return {o.rule.id: o.count for o in self.outcomes}
+
+    def findings(self, limit: int | None = None) -> pd.DataFrame:
+        """One row per (proposal, broken rule): position, rule, severity, message."""
+        parts = []
+        for outcome in self.outcomes:
+            hits = outcome.broken[outcome.broken].index
+            if limit is not None:
+                hits = hits[:limit]
+            if len(hits) == 0:
+                continue
+            context = self.seen.loc[hits]
+            if outcome.values is not None:
+                context = context.join(outcome.values.loc[hits], rsuffix="_rule")
+            records = context.to_dict("records")
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "position": hits,
+                        "rule": outcome.rule.id,
+                        "severity": outcome.rule.severity,
+                        "message": [outcome.rule.explain(r) for r in records],
+                    }
+                )
+            )
+        if not parts:
+            return pd.DataFrame(columns=["position", "rule", "severity", "message"])
+        return pd.concat(parts, ignore_index=True)
+
+    def _any(self, outcomes) -> pd.Series:
+        mask = np.zeros(len(self.seen), dtype=bool)
+        for outcome in outcomes:
+            mask |= outcome.broken.to_numpy()
+        return pd.Series(mask, index=self.seen.index)
 
 
 def evaluate(
@@ -141,21 +190,58 @@ def evaluate(
 ) -> RuleReport:
     """Evaluate every rule over the whole table; a rule that crashes is a finding, not a crash."""
     references = references or {}
+    joined, failed_joins = _with_joins(rules, proposals, references)
     outcomes = []
     for rule in rules:
         try:
-            broken = rule.violations(proposals, references).reindex(proposals.index, fill_value=True)
-            outcomes.append(RuleOutcome(rule, broken.astype(bool)))
+            for join in rule.joins:
+                if join.key() in failed_joins:
+                    raise failed_joins[join.key()]
+            found = rule.violations(joined, references)
+            finding = found if isinstance(found, RuleFinding) else RuleFinding(found)
+            broken = pd.Series(np.asarray(finding.broken, dtype=bool), index=joined.index)
+            outcomes.append(RuleOutcome(rule, rule.applies_to(joined) & broken, finding.values))
         except Exception as exc:  # a broken rule must reject, never approve by accident
-            outcomes.append(RuleOutcome(_crashed(rule, exc), pd.Series(True, index=proposals.index)))
-    return RuleReport(tuple(outcomes), proposals.index)
+            outcomes.append(RuleOutcome(crashed(rule, exc), pd.Series(True, index=joined.index)))
+    return RuleReport(tuple(outcomes), joined)
 
 
-def _crashed(rule: Rule, exc: Exception) -> Rule:
-    return Predicate(
+def _with_joins(
+    rules: Sequence[Rule], proposals: pd.DataFrame, references: References
+) -> tuple[pd.DataFrame, dict[tuple, Exception]]:
+    """The proposals plus every joined reference column (each join once), and the joins that failed."""
+    seen: set[tuple] = set()
+    failed: dict[tuple, Exception] = {}
+    frame = proposals
+    for rule in rules:
+        for join in rule.joins:
+            if join.key() in seen:
+                continue
+            seen.add(join.key())
+            try:
+                added = join.apply(frame, references)
+            except Exception as exc:  # the rules using it reject, with this reason
+                failed[join.key()] = exc
+                continue
+            # reference values replace any same-named column the agent wrote: never trust its claims
+            frame = pd.concat([frame.drop(columns=[c for c in added if c in frame]), added], axis=1)
+    return frame, failed
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Unevaluable(Rule):
+    """Stands in for a rule that could not be evaluated: it rejects everything, and says why."""
+
+    kind: ClassVar[str] = "unevaluable"
+
+    def violations(self, proposals: pd.DataFrame, references: References) -> pd.Series:
+        return pd.Series(True, index=proposals.index)
+
+
+def crashed(rule: Rule, exc: Exception) -> Rule:
+    return _Unevaluable(
         id=rule.id,
         description=rule.description,
         severity=ERROR,
         message=f"rule {rule.id} could not be evaluated ({type(exc).__name__}: {exc}); rejected to be safe",
-        test=lambda frame, _refs: pd.Series(True, index=frame.index),
     )

@@ -1,10 +1,16 @@
 """The Supervisor as Dagster asset checks on ``<agent>_proposals``.
 
 One multi-asset check op reviews a proposals partition, writes every proposal's verdict to
-the decision log (the executor reads those, never the agent's own claims), and reports two
-blocking checks: the pandera schema (always ERROR when it fails) and the business rules
-(WARN when rejected proposals are dropped, ERROR when the policy blocks the batch). A failed
-ERROR check stops the executor in the same run; each partition has its own verdict.
+the decision log in one transaction (with the batch record and any approval requests) — the
+executor reads those, never the agent's own claims — and reports blocking checks:
+
+* ``proposals_schema``: the pandera schema; a failure is ERROR and blocks the batch;
+* ``business_rules``: the rules; WARN when rejected proposals are dropped, ERROR when the
+  agent's policy blocks the batch;
+* ``reviewer`` (when the agent has reviewers): their vetoes, with the same severity policy;
+* ``human_approval`` (when it has an approval policy): WARN while proposals await approval.
+
+A failed ERROR check stops the executor in the same run; each partition has its own verdict.
 """
 
 import uuid
@@ -15,14 +21,19 @@ import dagster as dg
 import pandas as pd
 
 from checks.supervisor import BLOCK, Supervision, Supervisor
+from resources.approvals import ApprovalRequest
+from resources.asset_inputs import AssetInput
 from resources.control_plane import ControlPlaneResource
-from resources.decision_log import APPROVED, PENDING, REJECTED, Decision
-from resources.json_values import json_records, json_value
+from resources.decision_log import APPROVED, PENDING, REJECTED, Decision, SupervisionRecord
+from resources.json_values import json_records
 from resources.markdown import markdown_table
 from resources.warehouse import SqlWarehouseResource
 
 SCHEMA_CHECK = "proposals_schema"
 RULES_CHECK = "business_rules"
+REVIEWER_CHECK = "reviewer"
+APPROVAL_CHECK = "human_approval"
+REQUESTED_BY_TAG = "foureyes/requested_by"
 SAMPLE_SIZE = 20
 
 
@@ -32,7 +43,7 @@ def supervision_checks(
     proposals_key: dg.AssetKey,
     partitions_def: dg.PartitionsDefinition | None,
     supervisor: Supervisor,
-    references: Sequence[dg.AssetKey] = (),
+    references: Sequence[AssetInput] = (),
 ) -> dg.AssetChecksDefinition:
     """Build the blocking asset checks that supervise one agent's proposals.
 
@@ -44,18 +55,19 @@ def supervision_checks(
                 proposals_key=dg.AssetKey("var_risk_proposals"),
                 partitions_def=business_days,
                 supervisor=Supervisor(schema=VarProposals, rules=VAR_RULES),
+                references=[AssetInput("market_prices"), AssetInput("positions")],
             )
             defs = dg.Definitions(assets=[...], asset_checks=[checks])
     """
-    rules_severity = "ERROR" if supervisor.on_rejection == BLOCK else "WARN"
+    severity = dg.AssetCheckSeverity.ERROR if supervisor.on_rejection == BLOCK else dg.AssetCheckSeverity.WARN
     with warnings.catch_warnings():  # partitioned check specs are a Dagster preview feature
         warnings.simplefilter("ignore", dg.PreviewWarning)
-        specs = _specs(proposals_key, partitions_def, supervisor, rules_severity)
+        specs = _specs(proposals_key, partitions_def, supervisor, references)
 
     @dg.multi_asset_check(
         specs=specs,
         name=f"{agent}_supervisor",
-        description=f"Supervisor of {agent}: schema and business rules, one verdict per proposal.",
+        description=f"Supervisor of {agent}: one verdict per proposal, written to the decision log.",
     )
     def _supervise(
         context: dg.AssetCheckExecutionContext,
@@ -65,65 +77,97 @@ def supervision_checks(
         partition = context.partition_key if partitions_def is not None else None
         stored = warehouse.read_partition(proposals_key, partition)
         proposals = stored.frame
-        refs = {key.to_user_string(): warehouse.read_partition(key, partition).frame for key in references}
+        refs = {r.name: warehouse.read_partition(r.key, r.partition(partition)).frame for r in references}
         supervision = supervisor.review(proposals, refs)
-        supervision_id = uuid.uuid4().hex
+        record = SupervisionRecord(
+            supervision_id=uuid.uuid4().hex,
+            agent=agent,
+            partition=partition or "",
+            proposals_version=stored.record.version,
+            blocked=supervision.blocked,
+            block_reason=supervision.block_reason,
+            counts=_counts(proposals, supervision),
+            run_id=context.run.run_id,
+        )
+        proposer = context.run.tags.get(REQUESTED_BY_TAG, f"agent:{agent}")
         control_plane.decision_log.record(
-            _decisions(
-                agent,
-                partition or "",
-                stored.record.version,
-                supervision_id,
-                context.run.run_id,
-                proposals,
-                supervision,
-            )
+            _decisions(record, proposals, supervision),
+            supervision=record,
+            approvals=_approval_requests(record, proposals, supervision, supervisor, proposer),
         )
         common = {
-            "proposals_version": stored.record.version,
-            "supervision_id": supervision_id,
-            "proposals": len(proposals),
-            "approved": supervision.count(APPROVED),
-            "rejected": supervision.count(REJECTED),
-            "pending": supervision.count(PENDING),
+            "proposals_version": record.proposals_version,
+            "supervision_id": record.supervision_id,
+            **record.counts,
         }
         yield _schema_result(proposals_key, supervision, common)
-        yield _rules_result(proposals_key, supervision, common, rules_severity, proposals)
+        yield _rules_result(proposals_key, supervision, common, severity, proposals)
+        if supervisor.reviewers:
+            yield _reviewer_result(proposals_key, supervision, common, severity, proposals)
+        if supervisor.approval is not None:
+            yield _approval_result(proposals_key, supervision, common)
 
     return _supervise
 
 
-def _specs(
-    proposals_key: dg.AssetKey,
-    partitions_def: dg.PartitionsDefinition | None,
-    supervisor: Supervisor,
-    rules_severity: str,
-) -> list[dg.AssetCheckSpec]:
-    return [
-        dg.AssetCheckSpec(
-            SCHEMA_CHECK,
+def _specs(proposals_key, partitions_def, supervisor: Supervisor, references) -> list[dg.AssetCheckSpec]:
+    deps = [r.key for r in references if r.key != proposals_key]
+    policy = (
+        "the whole batch is blocked" if supervisor.on_rejection == BLOCK else "rejected proposals are dropped"
+    )
+    rule_ids = ", ".join(r.id for r in supervisor.rules) or "none"
+
+    def spec(name: str, description: str, blocking: bool = True) -> dg.AssetCheckSpec:
+        return dg.AssetCheckSpec(
+            name,
             asset=proposals_key,
-            blocking=True,
+            blocking=blocking,
             partitions_def=partitions_def,
-            description="The proposals satisfy the agent's pandera schema; a failure blocks the batch.",
-        ),
-        dg.AssetCheckSpec(
-            RULES_CHECK,
-            asset=proposals_key,
-            blocking=True,
-            partitions_def=partitions_def,
-            description=(
-                "Every proposal passes the business rules "
-                f"({', '.join(r.id for r in supervisor.rules) or 'none'}); "
-                f"failures are {rules_severity}: "
-                + (
-                    "the whole batch is blocked."
-                    if supervisor.on_rejection == BLOCK
-                    else "rejected proposals are dropped."
-                )
-            ),
-        ),
+            description=description,
+            additional_deps=deps,
+        )
+
+    specs = [
+        spec(SCHEMA_CHECK, "The proposals satisfy the agent's pandera schema; a failure blocks the batch."),
+        spec(RULES_CHECK, f"Every proposal passes the business rules ({rule_ids}); on failure {policy}."),
     ]
+    if supervisor.reviewers:
+        names = ", ".join(r.id for r in supervisor.reviewers)
+        specs.append(spec(REVIEWER_CHECK, f"No reviewer ({names}) vetoes a proposal; on a veto {policy}."))
+    if supervisor.approval is not None:
+        specs.append(
+            spec(
+                APPROVAL_CHECK,
+                f"Proposals caught by '{supervisor.approval.id}' wait for human approval: "
+                f"{supervisor.approval.description}",
+                blocking=False,
+            )
+        )
+    return specs
+
+
+def _counts(proposals: pd.DataFrame, supervision: Supervision) -> dict[str, int]:
+    return {
+        "proposals": len(proposals),
+        "approved": supervision.count(APPROVED),
+        "rejected": supervision.count(REJECTED),
+        "pending": supervision.count(PENDING),
+    }
+
+
+def _sample(findings: pd.DataFrame, proposals: pd.DataFrame, rules: set[str] | None = None) -> str | None:
+    shown = findings if rules is None else findings[findings["rule"].isin(rules)]
+    if shown.empty:
+        return None
+    shown = shown.head(SAMPLE_SIZE)
+    table = pd.DataFrame(
+        {
+            "proposal_id": proposals.loc[shown["position"], "proposal_id"].to_numpy(),
+            "rule": shown["rule"].to_numpy(),
+            "message": shown["message"].to_numpy(),
+        }
+    )
+    return markdown_table(table)
 
 
 def _schema_result(key: dg.AssetKey, supervision: Supervision, common: dict) -> dg.AssetCheckResult:
@@ -142,9 +186,7 @@ def _schema_result(key: dg.AssetKey, supervision: Supervision, common: dict) -> 
     )
 
 
-def _rules_result(
-    key: dg.AssetKey, supervision: Supervision, common: dict, severity: str, proposals: pd.DataFrame
-) -> dg.AssetCheckResult:
+def _rules_result(key, supervision: Supervision, common, severity, proposals) -> dg.AssetCheckResult:
     metadata: dict[str, object] = dict(common)
     if supervision.rules is None:
         metadata["skipped"] = "schema failed: rules were not evaluated"
@@ -156,54 +198,110 @@ def _rules_result(
             metadata=metadata,
             description="not evaluated: the proposals table failed its schema",
         )
-    for rule_id, count in supervision.rules.counts().items():
-        metadata[f"rule/{rule_id}"] = count
-    failures = [
-        {"proposal_id": proposals.at[p, "proposal_id"], "rule": r.rule, "message": r.message}
-        for p, reasons in list(supervision.reasons.items())[:SAMPLE_SIZE]
-        for r in reasons
-    ]
-    if failures:
-        metadata["failure_sample"] = dg.MetadataValue.md(markdown_table(pd.DataFrame(failures)))
-    rejected = supervision.count(REJECTED)
+    counts = supervision.rules.counts()
+    metadata |= {f"rule/{rule_id}": n for rule_id, n in counts.items()}
+    sample = _sample(supervision.findings, proposals, set(counts))
+    if sample:
+        metadata["failure_sample"] = dg.MetadataValue.md(sample)
+    rejected_by_rules = int(supervision.rules.rejected().sum())
+    blocked = supervision.blocked
     return dg.AssetCheckResult(
         check_name=RULES_CHECK,
         asset_key=key,
-        passed=rejected == 0,
-        severity=dg.AssetCheckSeverity[severity],
+        passed=rejected_by_rules == 0 and not blocked,
+        severity=severity if rejected_by_rules else dg.AssetCheckSeverity.ERROR,
         metadata=metadata,
         description=supervision.block_reason
-        or (f"{rejected} proposal(s) rejected and dropped" if rejected else None),
+        or (f"{rejected_by_rules} proposal(s) rejected" if rejected_by_rules else None),
+    )
+
+
+def _reviewer_result(key, supervision: Supervision, common, severity, proposals) -> dg.AssetCheckResult:
+    metadata: dict[str, object] = {**common, **{f"vetoes/{r}": n for r, n in supervision.vetoes.items()}}
+    sample = _sample(supervision.findings, proposals, set(supervision.vetoes))
+    if sample:
+        metadata["veto_sample"] = dg.MetadataValue.md(sample)
+    vetoed = sum(supervision.vetoes.values())
+    return dg.AssetCheckResult(
+        check_name=REVIEWER_CHECK,
+        asset_key=key,
+        passed=vetoed == 0,
+        severity=severity,
+        metadata=metadata,
+        description=f"{vetoed} proposal(s) vetoed" if vetoed else None,
+    )
+
+
+def _approval_result(key, supervision: Supervision, common) -> dg.AssetCheckResult:
+    pending = supervision.count(PENDING)
+    four_eyes = int((supervision.required_approvals > 1).sum())
+    return dg.AssetCheckResult(
+        check_name=APPROVAL_CHECK,
+        asset_key=key,
+        passed=pending == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={**common, "needs_two_approvers": four_eyes},
+        description=f"{pending} proposal(s) await approval: `foureyes approvals list`" if pending else None,
     )
 
 
 def _decisions(
-    agent: str,
-    partition: str,
-    version: str,
-    supervision_id: str,
-    run_id: str,
-    proposals: pd.DataFrame,
-    supervision: Supervision,
+    record: SupervisionRecord, proposals: pd.DataFrame, supervision: Supervision
 ) -> list[Decision]:
-    records = json_records(proposals)
+    reasons = supervision.reasons()
     decisions = []
-    for position, record in zip(proposals.index, records, strict=True):
-        confidence = json_value(record.get("confidence"))
+    for position, proposal, verdict in zip(
+        proposals.index, json_records(proposals), supervision.verdicts.to_numpy(), strict=True
+    ):
+        confidence = proposal.get("confidence")
         decisions.append(
             Decision(
-                agent=agent,
-                partition=partition,
-                proposal_id=str(record.get("proposal_id") or f"row-{position}"),
-                proposals_version=version,
-                supervision_id=supervision_id,
-                action=str(record.get("action") or "unknown"),
-                proposal=record,
-                rationale=str(record.get("rationale") or ""),
-                confidence=confidence if isinstance(confidence, int | float) else None,
-                verdict=str(supervision.verdicts.loc[position]),
-                reasons=supervision.reasons.get(position, ()),
-                run_id=run_id,
+                agent=record.agent,
+                partition=record.partition,
+                proposal_id=str(proposal.get("proposal_id") or f"row-{position}"),
+                proposals_version=record.proposals_version,
+                supervision_id=record.supervision_id,
+                action=str(proposal.get("action") or "unknown"),
+                proposal=proposal,
+                rationale=str(proposal.get("rationale") or ""),
+                confidence=confidence
+                if isinstance(confidence, int | float) and not isinstance(confidence, bool)
+                else None,
+                verdict=str(verdict),
+                reasons=reasons.get(position, ()),
+                run_id=record.run_id,
+                decided_at=record.supervised_at,
             )
         )
     return decisions
+
+
+def _approval_requests(
+    record: SupervisionRecord,
+    proposals: pd.DataFrame,
+    supervision: Supervision,
+    supervisor: Supervisor,
+    proposer: str,
+) -> list[ApprovalRequest]:
+    pending = (supervision.verdicts == PENDING).to_numpy()
+    if supervisor.approval is None or not pending.any():
+        return []
+    policy = supervisor.approval
+    rows = proposals.loc[pending]
+    return [
+        ApprovalRequest(
+            agent=record.agent,
+            partition=record.partition,
+            proposal_id=str(row["proposal_id"]),
+            proposals_version=record.proposals_version,
+            policy=policy.id,
+            required=int(required),
+            proposer=proposer,
+            summary=policy.describe(row),
+            expires_at=record.supervised_at + policy.expires_after,
+            run_id=record.run_id,
+        )
+        for row, required in zip(
+            rows.to_dict("records"), supervision.required_approvals[pending], strict=True
+        )
+    ]

@@ -1,26 +1,40 @@
 """The Supervisor: turns a proposals table into one verdict per proposal.
 
-"Never let an agent be its own judge." The supervisor sees the proposals (and reference
-data), applies the pandera schema and the business rules, and decides each proposal:
-approved or rejected with the ids and messages of what it broke. What a rejection does is a
-policy: ``drop`` rejects that proposal and lets the rest go on; ``block`` rejects the whole
-batch. A table that fails its schema always blocks the batch.
+"Never let an agent be its own judge." The supervisor sees the proposals and reference data
+and decides each proposal, in this order:
+
+1. the pandera schema — a table that fails it is rejected whole (the batch is blocked);
+2. the business rules — an ``error`` finding rejects the proposal, a ``warn`` is recorded;
+3. the reviewers — second agents that may veto a proposal, with a reason;
+4. the rejection policy — ``drop`` (reject those proposals, go on) or ``block`` (any
+   rejection rejects the batch);
+5. the approval policy — proposals still approved but large enough go to *pending*, to
+   wait for one or two human approvers.
+
+Everything is vectorised over the table; only the findings are turned into messages.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
+from checks.approval_policy import ApprovalPolicy
 from checks.proposal_schema import ProposalsSchema, SchemaReport, validate_proposals
+from checks.reviewer import Reviewer
 from checks.rules import ERROR, References, Rule, RuleReport, evaluate
-from resources.decision_log import APPROVED, REJECTED, Reason
+from resources.decision_log import APPROVED, PENDING, REJECTED, Reason
 from resources.errors import AgentDefinitionError
 
 DROP, BLOCK = "drop", "block"
 SCHEMA_RULE = "proposals_schema"
+BATCH_BLOCKED = "batch_blocked"
+HOLD = "hold"
+APPROVAL_SEVERITY = "approval"
+FINDING_COLUMNS = ["position", "rule", "severity", "message"]
 
 
 @dataclass(frozen=True)
@@ -28,81 +42,135 @@ class Supervision:
     """The supervisor's findings over one proposals table."""
 
     verdicts: pd.Series
-    reasons: dict[object, tuple[Reason, ...]]
+    findings: pd.DataFrame
     schema: SchemaReport
     rules: RuleReport | None
+    vetoes: Mapping[str, int]
+    required_approvals: pd.Series
     blocked: bool
     block_reason: str = ""
 
     def count(self, verdict: str) -> int:
         return int((self.verdicts == verdict).sum())
 
+    def reasons(self) -> dict[object, tuple[Reason, ...]]:
+        """Each proposal's reasons (rule, reviewer, schema, approval), by position."""
+        grouped: dict[object, list[Reason]] = {}
+        for position, rule, severity, message in self.findings[FINDING_COLUMNS].itertuples(
+            index=False, name=None
+        ):
+            grouped.setdefault(position, []).append(Reason(rule, severity, message))
+        return {p: tuple(r) for p, r in grouped.items()}
+
 
 @dataclass(frozen=True)
 class Supervisor:
-    """Schema + rules + the rejection policy, applied to a proposals table.
+    """Schema, rules, reviewers, the rejection policy and the approval policy.
 
     Examples:
         .. code-block:: python
 
             supervisor = Supervisor(
                 schema=VarProposals,
-                rules=[Threshold(id="max_reduction", description="...", column="reduction_pct",
-                                 op="<=", value=0.5, message="{portfolio_id}: {reduction_pct:.0%} > 50%")],
+                rules=load_rules("rules/var_risk.yaml"),
+                reviewers=[PriceAnomalyReviewer()],
+                approval=ApprovalPolicy(id="big_cut", description="...", column="reduction_pct", above=0.3),
                 on_rejection="drop",
             )
-            supervision = supervisor.review(proposals)
+            supervision = supervisor.review(proposals, references)
     """
 
     schema: ProposalsSchema
     rules: Sequence[Rule] = field(default_factory=tuple)
+    reviewers: Sequence[Reviewer] = field(default_factory=tuple)
+    approval: ApprovalPolicy | None = None
     on_rejection: str = DROP
 
     def __post_init__(self) -> None:
         if self.on_rejection not in (DROP, BLOCK):
             raise AgentDefinitionError(f"on_rejection {self.on_rejection!r} is not one of 'drop', 'block'")
-        ids = [r.id for r in self.rules]
+        ids = [r.id for r in self.rules] + [r.id for r in self.reviewers]
         if len(ids) != len(set(ids)):
-            raise AgentDefinitionError(f"rule ids must be unique; got {ids}")
+            raise AgentDefinitionError(f"rule and reviewer ids must be unique; got {ids}")
 
     def review(self, proposals: pd.DataFrame, references: References | None = None) -> Supervision:
+        references = references or {}
         schema = validate_proposals(self.schema, proposals)
+        no_approvals = pd.Series(0, index=proposals.index)
         if not schema.passed:
-            return self._schema_blocked(proposals, schema)
+            return self._schema_blocked(proposals, schema, no_approvals)
         rules = evaluate(self.rules, proposals, references)
-        rejected = rules.rejected()
-        reasons = {
-            position: tuple(
-                Reason(o.rule.id, o.rule.severity, o.rule.explain(proposals.loc[position].to_dict()))
-                for o in rules.broken_rules(position)
-            )
-            for position in proposals.index[_any_broken(rules)]
-        }
-        verdicts = pd.Series(APPROVED, index=proposals.index).where(~rejected, REJECTED)
+        rejected = rules.rejected().to_numpy().copy()
+        findings = [rules.findings()]
+        vetoes = {}
+        for reviewer in self.reviewers:
+            review = reviewer.safely_review(proposals, references)
+            vetoed = review.vetoed.to_numpy()
+            vetoes[reviewer.id] = int(vetoed.sum())
+            rejected |= vetoed
+            hits = proposals.index[vetoed]
+            findings.append(_findings(hits, reviewer.id, ERROR, review.reasons[vetoed].tolist()))
+        findings_frame = _concat(findings)
         if self.on_rejection == BLOCK and rejected.any():
-            first = rejected.idxmax()
-            why = (
-                f"batch blocked: {int(rejected.sum())} proposal(s) broke a rule, "
-                f"e.g. {reasons[first][0].message}"
+            return self._rule_blocked(
+                proposals, schema, rules, vetoes, findings_frame, rejected, no_approvals
             )
-            block = Reason("batch_blocked", ERROR, why)
-            reasons = {p: (*reasons.get(p, ()), block) for p in proposals.index}
-            return Supervision(pd.Series(REJECTED, index=proposals.index), reasons, schema, rules, True, why)
-        return Supervision(verdicts, reasons, schema, rules, False)
+        required = self._required_approvals(proposals, rejected)
+        pending = required.to_numpy() > 0
+        verdicts = np.where(rejected, REJECTED, np.where(pending, PENDING, APPROVED))
+        if pending.any():
+            rows = proposals.loc[pending].to_dict("records")
+            messages = [
+                f"needs {n} approval{'s' if n > 1 else ''} ({self.approval.id}): {self.approval.describe(r)}"
+                for n, r in zip(required[pending], rows, strict=True)
+            ]
+            findings_frame = _concat(
+                [
+                    findings_frame,
+                    _findings(proposals.index[pending], self.approval.id, APPROVAL_SEVERITY, messages),
+                ]
+            )
+        return Supervision(
+            pd.Series(verdicts, index=proposals.index), findings_frame, schema, rules, vetoes, required, False
+        )
 
-    def _schema_blocked(self, proposals: pd.DataFrame, schema: SchemaReport) -> Supervision:
-        table_wide = "; ".join(schema.table_failures)
+    def _required_approvals(self, proposals: pd.DataFrame, rejected: np.ndarray) -> pd.Series:
+        if self.approval is None:
+            return pd.Series(0, index=proposals.index)
+        required = self.approval.required_approvals(proposals)
+        actionable = proposals["action"].ne(HOLD).to_numpy() & ~rejected
+        return required.where(actionable, 0)
+
+    def _rule_blocked(
+        self, proposals, schema, rules, vetoes, findings, rejected, no_approvals
+    ) -> Supervision:
+        first = findings[findings["severity"] == ERROR].iloc[0]["message"]
+        why = f"batch blocked: {int(rejected.sum())} proposal(s) rejected, e.g. {first}"
+        blocked = _concat(
+            [findings, _findings(proposals.index, BATCH_BLOCKED, ERROR, [why] * len(proposals))]
+        )
+        verdicts = pd.Series(REJECTED, index=proposals.index)
+        return Supervision(verdicts, blocked, schema, rules, vetoes, no_approvals, True, why)
+
+    def _schema_blocked(self, proposals: pd.DataFrame, schema: SchemaReport, no_approvals) -> Supervision:
         why = f"proposals table failed its schema ({len(schema.failure_cases)} failure case(s))"
-        reasons = {}
+        table_wide = "; ".join(schema.table_failures)
+        messages = []
         for position in proposals.index:
             own = schema.row_messages(position) if position in schema.failed_rows else []
             detail = "; ".join(own) or table_wide or "another proposal in the batch failed the schema"
-            reasons[position] = (Reason(SCHEMA_RULE, ERROR, f"{why}: {detail}"),)
-        return Supervision(pd.Series(REJECTED, index=proposals.index), reasons, schema, None, True, why)
+            messages.append(f"{why}: {detail}")
+        findings = _findings(proposals.index, SCHEMA_RULE, ERROR, messages)
+        verdicts = pd.Series(REJECTED, index=proposals.index)
+        return Supervision(verdicts, findings, schema, None, {}, no_approvals, True, why)
 
 
-def _any_broken(rules: RuleReport) -> pd.Series:
-    mask = pd.Series(False, index=rules.index)
-    for outcome in rules.outcomes:
-        mask |= outcome.broken
-    return mask
+def _findings(positions, rule: str, severity: str, messages: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"position": list(positions), "rule": rule, "severity": severity, "message": messages}
+    )
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=FINDING_COLUMNS)

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from pydantic import Field
 
 from resources import control_schema
+from resources.approvals import ApprovalBook
 from resources.decision_log import DecisionLog
 from resources.engine import engine_for, is_postgres, write_transaction
 from resources.errors import ControlPlaneError
@@ -76,6 +77,10 @@ class ControlPlaneResource(dg.ConfigurableResource):
     @property
     def decision_log(self) -> DecisionLog:
         return DecisionLog(self.engine)
+
+    @property
+    def approvals(self) -> ApprovalBook:
+        return ApprovalBook(self.engine)
 
     @property
     def receipts(self) -> ReceiptBook:

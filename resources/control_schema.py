@@ -102,3 +102,53 @@ lineage_datasets = sa.Table(
     sa.Index("ix_lineage_datasets_partition", "namespace", "name", "partition_key", "direction"),
     sa.Index("ix_lineage_datasets_event", "event_id"),
 )
+
+supervisions = sa.Table(
+    "supervisions",
+    metadata,
+    sa.Column("supervision_id", sa.String(64), primary_key=True),
+    sa.Column("agent", sa.String(200), nullable=False),
+    sa.Column("partition_key", sa.String(200), nullable=False),
+    sa.Column("proposals_version", sa.String(64), nullable=False),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("blocked", sa.Boolean, nullable=False),
+    sa.Column("block_reason", sa.Text, nullable=False),
+    sa.Column("counts", sa.JSON, nullable=False),
+    sa.Column("supervised_at", _TS, nullable=False),
+    sa.Index("ix_supervisions_batch", "agent", "partition_key", "proposals_version", "supervised_at"),
+)
+
+approvals = sa.Table(
+    "approvals",
+    metadata,
+    sa.Column("approval_id", sa.String(64), primary_key=True),
+    sa.Column("agent", sa.String(200), nullable=False),
+    sa.Column("partition_key", sa.String(200), nullable=False),
+    sa.Column("proposal_id", sa.String(64), nullable=False),
+    sa.Column("proposals_version", sa.String(64), nullable=False),
+    sa.Column("policy", sa.String(200), nullable=False),
+    sa.Column("required", sa.Integer, nullable=False),
+    sa.Column("proposer", sa.String(200), nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("requested_at", _TS, nullable=False),
+    sa.Column("expires_at", _TS, nullable=False),
+    sa.Column("decided_at", _TS),
+    sa.Column("run_id", sa.String(64)),
+    sa.Index("ix_approvals_status", "status", "expires_at"),
+    sa.Index("ix_approvals_batch", "agent", "partition_key", "proposals_version"),
+    sa.Index("ix_approvals_decided", "decided_at"),
+)
+
+approval_votes = sa.Table(
+    "approval_votes",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("approval_id", sa.String(64), sa.ForeignKey("approvals.approval_id"), nullable=False),
+    sa.Column("approver", sa.String(200), nullable=False),
+    sa.Column("decision", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("voted_at", _TS, nullable=False),
+    sa.UniqueConstraint("approval_id", "approver", name="uq_approval_votes_approver"),
+    sa.Index("ix_approval_votes_approval", "approval_id"),
+)

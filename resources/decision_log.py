@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from resources.control_schema import decisions
+from resources.approvals import ApprovalBook, ApprovalRequest
+from resources.control_schema import decisions, supervisions
 from resources.engine import as_utc, write_transaction
 
 APPROVED, REJECTED, PENDING = "approved", "rejected", "pending"
@@ -53,37 +54,73 @@ class Decision:
             raise ValueError(f"verdict {self.verdict!r} is not one of {VERDICTS}")
 
 
+@dataclass(frozen=True)
+class SupervisionRecord:
+    """The batch-level outcome of one supervision: blocked or not, and the counts."""
+
+    supervision_id: str
+    agent: str
+    partition: str
+    proposals_version: str
+    blocked: bool
+    block_reason: str
+    counts: dict[str, int]
+    run_id: str | None = None
+    supervised_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+
 class DecisionLog:
     """Reads and appends decisions in the control-plane store."""
 
     def __init__(self, engine: sa.Engine):
         self._engine = engine
 
-    def record(self, batch: Iterable[Decision]) -> int:
-        """Append one supervision's decisions atomically; returns how many were written."""
+    def record(
+        self,
+        batch: Iterable[Decision],
+        supervision: SupervisionRecord | None = None,
+        approvals: Iterable[ApprovalRequest] = (),
+    ) -> int:
+        """Append one supervision atomically: its decisions, its batch record, its approval requests."""
         rows = [_to_row(d) for d in batch]
-        if rows:
-            with write_transaction(self._engine) as conn:
+        with write_transaction(self._engine) as conn:
+            if rows:
                 conn.execute(decisions.insert(), rows)
+            if supervision is not None:
+                conn.execute(supervisions.insert().values(**_supervision_row(supervision)))
+            ApprovalBook(self._engine).request(conn, approvals)
         return len(rows)
 
-    def latest_supervision(self, agent: str, partition: str, proposals_version: str) -> list[Decision]:
-        """The decisions of the most recent supervision of exactly this proposals version."""
+    def supervision(self, agent: str, partition: str, proposals_version: str) -> SupervisionRecord | None:
+        """The latest supervision of exactly this proposals version, if any."""
         with self._engine.connect() as conn:
-            latest = conn.execute(
-                sa.select(decisions.c.supervision_id)
+            row = conn.execute(
+                sa.select(supervisions)
                 .where(
-                    decisions.c.agent == agent,
-                    decisions.c.partition_key == partition,
-                    decisions.c.proposals_version == proposals_version,
+                    supervisions.c.agent == agent,
+                    supervisions.c.partition_key == partition,
+                    supervisions.c.proposals_version == proposals_version,
                 )
-                .order_by(decisions.c.decided_at.desc(), decisions.c.id.desc())
+                .order_by(supervisions.c.supervised_at.desc())
                 .limit(1)
-            ).scalar()
-            if latest is None:
-                return []
+            ).one_or_none()
+        return _to_supervision(row) if row else None
+
+    def latest_supervisions(self, agent: str, partition: str | None = None) -> list[SupervisionRecord]:
+        """Supervisions of an agent, newest first (one partition, or all)."""
+        query = sa.select(supervisions).where(supervisions.c.agent == agent)
+        if partition is not None:
+            query = query.where(supervisions.c.partition_key == partition)
+        with self._engine.connect() as conn:
+            rows = conn.execute(query.order_by(supervisions.c.supervised_at.desc())).all()
+        return [_to_supervision(r) for r in rows]
+
+    def of_supervision(self, supervision_id: str) -> list[Decision]:
+        with self._engine.connect() as conn:
             rows = conn.execute(
-                sa.select(decisions).where(decisions.c.supervision_id == latest).order_by(decisions.c.id)
+                sa.select(decisions)
+                .where(decisions.c.supervision_id == supervision_id)
+                .order_by(decisions.c.id)
             ).all()
         return [_from_row(r) for r in rows]
 
@@ -131,4 +168,32 @@ def _from_row(row: sa.Row) -> Decision:
         reasons=tuple(Reason(**r) for r in row.reasons),
         run_id=row.run_id,
         decided_at=as_utc(row.decided_at),
+    )
+
+
+def _supervision_row(s: SupervisionRecord) -> dict[str, object]:
+    return {
+        "supervision_id": s.supervision_id,
+        "agent": s.agent,
+        "partition_key": s.partition,
+        "proposals_version": s.proposals_version,
+        "run_id": s.run_id,
+        "blocked": s.blocked,
+        "block_reason": s.block_reason,
+        "counts": s.counts,
+        "supervised_at": s.supervised_at,
+    }
+
+
+def _to_supervision(row: sa.Row) -> SupervisionRecord:
+    return SupervisionRecord(
+        supervision_id=row.supervision_id,
+        agent=row.agent,
+        partition=row.partition_key,
+        proposals_version=row.proposals_version,
+        blocked=row.blocked,
+        block_reason=row.block_reason,
+        counts=row.counts,
+        run_id=row.run_id,
+        supervised_at=as_utc(row.supervised_at),
     )

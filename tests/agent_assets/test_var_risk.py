@@ -32,7 +32,7 @@ def test_clean_week_has_holds_escalations_and_a_breach_all_approved():
     for partition in ["2026-11-16", "2026-11-17", "2026-11-18", "2026-11-19", "2026-11-20"]:
         proposals = _proposals(partition)
         verdict = supervisor.review(proposals)
-        assert (verdict.verdicts == APPROVED).all(), verdict.reasons
+        assert (verdict.verdicts == APPROVED).all(), verdict.reasons()
         actions |= set(proposals["action"])
     assert actions == {"hold", ESCALATE, REDUCE}
 
@@ -52,7 +52,7 @@ def test_outlier_prices_are_rejected_with_the_offending_values_named():
     result = Supervisor(schema=VarProposals, rules=VAR_RULES).review(proposals)
     rejected = proposals[result.verdicts == REJECTED]
     assert len(rejected) >= 1
-    messages = [r.message for p in rejected.index for r in result.reasons[p]]
+    messages = [r.message for p in rejected.index for r in result.reasons()[p]]
     assert any("implausible, check the prices" in m for m in messages)
 
 

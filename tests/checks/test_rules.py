@@ -5,7 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from checks.rules import ERROR, WARN, Predicate, Threshold, evaluate
+from checks.rule_files import load_rules
+from checks.rule_kinds import ConcentrationLimit, Expression, Predicate, RestrictedList, Threshold
+from checks.rules import ERROR, WARN, Join, evaluate
 from resources.errors import AgentDefinitionError
 
 PROPOSALS = pd.DataFrame(
@@ -100,4 +102,175 @@ def test_an_unformattable_message_still_names_the_rule():
 )
 def test_bad_rule_declarations_are_refused(kwargs, match):
     with pytest.raises(AgentDefinitionError, match=match):
-        Threshold(id="r", description="", column="x", message="m", **kwargs)
+        Threshold(id="r", description="", column="x", message="m", **{"value": 1, **kwargs})
+
+
+HOLDINGS = pd.DataFrame(
+    {
+        "portfolio_id": ["P1", "P1", "P1", "P2"],
+        "instrument_id": ["X1", "X2", "Y1", "X1"],
+        "market_value": [40.0, 30.0, 30.0, 100.0],
+    }
+)
+INSTRUMENTS = pd.DataFrame(
+    {
+        "instrument_id": ["X1", "X2", "Y1"],
+        "issuer": ["ISX", "ISX", "ISY"],
+        "sector": ["Tech", "Tech", "Energy"],
+    }
+)
+PORTFOLIOS = pd.DataFrame({"portfolio_id": ["P1", "P2"], "client_id": ["C1", "C2"]})
+POLICIES = pd.DataFrame({"client_id": ["C1", "C2"], "max_issuer_weight": [0.75, 1.0]})
+REFS = {
+    "holdings": HOLDINGS,
+    "instruments": INSTRUMENTS,
+    "portfolios": PORTFOLIOS,
+    "investment_policies": POLICIES,
+}
+TRADES = pd.DataFrame(
+    {
+        "portfolio_id": ["P1", "P1", "P2"],
+        "instrument_id": ["X1", "Y1", "X1"],
+        "trade_value": [20.0, -10.0, 5.0],
+    }
+)
+CLIENT_JOINS = (
+    Join(table="portfolios", on={"portfolio_id": "portfolio_id"}, columns={"client_id": "ref_client"}),
+    Join(
+        table="investment_policies", on={"ref_client": "client_id"}, columns={"max_issuer_weight": "ips_max"}
+    ),
+)
+
+
+def test_concentration_counts_holdings_plus_trades_and_never_rejects_a_sale():
+    rule = ConcentrationLimit(
+        id="issuer",
+        description="",
+        group_by="issuer",
+        limit=0.7,
+        message="{portfolio_id}: {group} at {weight:.1%} > {limit:.0%}",
+    )
+    report = evaluate([rule], TRADES, REFS)
+    # P1 after trades: ISX 40+30+20=90 of 110 = 81.8% (> 70%); ISY 20 of 110; P2: ISX 100%
+    assert report.outcomes[0].broken.tolist() == [True, False, True]
+    assert report.findings()["message"].tolist() == ["P1: ISX at 81.8% > 70%", "P2: ISX at 100.0% > 70%"]
+
+
+def test_concentration_limit_per_client_comes_from_the_policy_table_not_the_agent():
+    rule = ConcentrationLimit(
+        id="ips_issuer",
+        description="",
+        group_by="issuer",
+        limit_column="ips_max",
+        joins=CLIENT_JOINS,
+        message="{portfolio_id}: {group} {weight:.0%} (limit {limit:.0%})",
+    )
+    cheating = TRADES.assign(ips_max=1.0)  # the agent claims a generous limit: ignored, the join wins
+    report = evaluate([rule], cheating, REFS)
+    assert report.outcomes[0].broken.tolist() == [True, False, False]
+    assert report.findings()["message"].tolist() == ["P1: ISX 82% (limit 75%)"]
+
+
+def test_restricted_list_matches_on_several_columns():
+    exclusions = pd.DataFrame({"client_id": ["C1"], "sector": ["Energy"]})
+    rule = RestrictedList(
+        id="ips_excluded_sector",
+        description="",
+        columns=("ref_client", "ref_sector"),
+        reference="exclusions",
+        reference_columns=("client_id", "sector"),
+        message="{portfolio_id} may not hold {ref_sector}",
+        joins=(
+            CLIENT_JOINS[0],
+            Join(
+                table="instruments", on={"instrument_id": "instrument_id"}, columns={"sector": "ref_sector"}
+            ),
+        ),
+    )
+    report = evaluate([rule], TRADES, {**REFS, "exclusions": exclusions})
+    assert report.outcomes[0].broken.tolist() == [False, True, False]
+
+
+def test_expressions_see_joined_reference_values():
+    calls = pd.DataFrame({"counterparty_id": ["A", "B", "Z"], "call_amount": [600_000.0, 100_000.0, 1.0]})
+    csa = pd.DataFrame({"counterparty_id": ["A", "B"], "minimum_transfer_amount": [500_000.0, 500_000.0]})
+    rule = Expression(
+        id="mta",
+        description="",
+        expression="call_amount >= csa_mta",
+        joins=(
+            Join(
+                table="csa",
+                on={"counterparty_id": "counterparty_id"},
+                columns={"minimum_transfer_amount": "csa_mta"},
+            ),
+        ),
+        message="{counterparty_id}: {call_amount:,.0f} below MTA {csa_mta:,.0f}",
+    )
+    report = evaluate([rule], calls, {"csa": csa})
+    assert report.outcomes[0].broken.tolist() == [False, True, True]  # Z has no CSA: cannot pass
+    assert report.findings()["message"].tolist()[0] == "B: 100,000 below MTA 500,000"
+
+
+def test_an_ambiguous_reference_rejects_with_the_reason():
+    doubled = pd.concat([PORTFOLIOS, PORTFOLIOS])
+    rule = ConcentrationLimit(
+        id="ips_issuer",
+        description="",
+        group_by="issuer",
+        limit_column="ips_max",
+        joins=CLIENT_JOINS,
+        message="x",
+    )
+    report = evaluate([rule], TRADES, {**REFS, "portfolios": doubled})
+    assert report.rejected().all()
+    assert "reference table 'portfolios' has duplicate keys" in report.outcomes[0].rule.message
+
+
+RULES_YAML = """
+rules:
+  - id: max_trade
+    kind: threshold
+    description: No trade above 25.
+    column: trade_value
+    op: "<="
+    value: 25
+    message: "{portfolio_id} {instrument_id}: {trade_value} above 25"
+  - id: issuer_cap
+    kind: concentration
+    description: Issuer weight within the client's policy.
+    group_by: issuer
+    limit_column: ips_max
+    joins:
+      - {table: portfolios, on: portfolio_id, columns: {client_id: ref_client}}
+      - {table: investment_policies, on: {ref_client: client_id}, columns: {max_issuer_weight: ips_max}}
+    message: "{portfolio_id}: {group} at {weight:.0%}"
+"""
+
+
+def test_rules_load_from_yaml_and_behave_like_python_rules(tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text(RULES_YAML)
+    rules = load_rules(path)
+    assert [type(r).__name__ for r in rules] == ["Threshold", "ConcentrationLimit"]
+    assert evaluate(rules, TRADES, REFS).rejected().tolist() == [True, False, False]
+    assert load_rules(RULES_YAML) == rules
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("rules:\n  - {id: a, kind: magic}", r"kind 'magic' is not one of \['concentration', 'expression'"),
+        (
+            "rules:\n  - {id: a, kind: threshold, column: x, value: 1, message: m, description: d, "
+            "colour: red}",
+            r"unknown field\(s\) \['colour'\]",
+        ),
+        ("rules:\n  - {id: a, kind: threshold, column: x, message: m, description: d}", "missing 1 required"),
+        ("rules: [", "is not valid YAML"),
+        ("rules: 3", "must hold a list under 'rules:'"),
+    ],
+)
+def test_bad_rules_files_are_refused_with_the_reason(text, match):
+    with pytest.raises(AgentDefinitionError, match=match):
+        load_rules(text)

@@ -36,7 +36,9 @@ def demo_home(tmp_path_factory):
 def test_demo_summarises_every_partition_and_traces_the_bad_one(demo_home):
     _, out = demo_home
     for day in ["2026-11-16", "2026-11-17", "2026-11-18", "2026-11-19", "2026-11-20"]:
-        assert f"\n{day}  ok" in out
+        assert f"\n{day}  var_risk" in out
+    assert "RUN FAILED" not in out
+    assert "margin_calls" in out and "rebalancing" in out
     assert "outliers in market_prices" in out
     assert "implausible, check the prices" in out
     assert "Trace of the output built on the faulty partition 2026-11-18:" in out
@@ -47,9 +49,9 @@ def test_demo_twice_executes_nothing_twice(demo_home):
     home, _ = demo_home
     again = _cli("demo", "--format", "json", home=home)
     assert again.returncode == 0, again.stderr[-2000:]
-    summary = json.loads(again.stdout)
-    assert all(p["executed"] == 0 for p in summary["partitions"])
-    assert sum(p["already_executed"] for p in summary["partitions"]) > 0
+    days = [agent for run in json.loads(again.stdout)["runs"] for agent in run["agents"]]
+    assert all(day["executed"] == 0 for day in days)
+    assert sum(day["already_executed"] for day in days) > 0
 
 
 def test_trace_text_and_json(demo_home):

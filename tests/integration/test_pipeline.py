@@ -8,7 +8,7 @@ from agent_assets.definitions import DAILY_JOB, build_definitions
 from agent_assets.trace import trace
 from resources.action_targets import SqlBooksTarget
 from resources.control_plane import ControlPlaneResource
-from resources.decision_log import APPROVED, REJECTED
+from resources.decision_log import APPROVED, PENDING, REJECTED
 from resources.receipts import EXECUTED
 from resources.warehouse import SqlWarehouseResource
 from tests.conftest import assert_valid_openlineage
@@ -21,50 +21,65 @@ def _run(settings, partition, instance, **kwargs):
     return job.execute_in_process(partition_key=partition, instance=instance, raise_on_error=False, **kwargs)
 
 
-def _rules_check(result) -> dg.AssetCheckEvaluation:
-    return next(e for e in result.get_asset_check_evaluations() if e.check_name == "business_rules")
+def _rules_check(result, asset: str) -> dg.AssetCheckEvaluation:
+    return next(
+        e
+        for e in result.get_asset_check_evaluations()
+        if e.check_name == "business_rules" and e.asset_key.to_user_string() == asset
+    )
+
+
+BOOKS = {"var_risk": "risk_actions", "margin_calls": "margin_calls_issued", "rebalancing": "orders"}
+
+
+def _latest_decisions(control, agent, day):
+    supervision = control.decision_log.latest_supervisions(agent, day)[0]
+    return control.decision_log.of_supervision(supervision.supervision_id)
 
 
 def test_supervised_week_books_only_approved_actions_once(settings):
     settings = replace(settings, faults="market_prices:2026-11-18=outliers")
     instance = dg.DagsterInstance.ephemeral()
     control = ControlPlaneResource(url=settings.control_url)
-    books = SqlBooksTarget(url=settings.warehouse_url, table="risk_actions")
 
     results = {day: _run(settings, day, instance) for day in DAYS}
     assert all(r.success for r in results.values())
 
-    booked = books.booked()
-    approved_actions = {
-        d.proposal_id
-        for day in DAYS
-        for d in control.decision_log.for_partition("var_risk", day)
-        if d.verdict == APPROVED and d.action != "hold"
-    }
-    rejected = {
-        d.proposal_id
-        for day in DAYS
-        for d in control.decision_log.for_partition("var_risk", day)
-        if d.verdict == REJECTED
-    }
-    assert rejected, "the outlier day should have rejected proposals"
-    assert {row["proposal_id"] for row in booked} == approved_actions
-    assert not rejected & {row["proposal_id"] for row in booked}
-    receipts = [r for day in DAYS for r in control.receipts.for_partition("var_risk", day)]
-    assert {r.idempotency_key for r in receipts} == {row["idempotency_key"] for row in booked}
-    assert all(r.status == EXECUTED and r.executed_at for r in receipts)
+    booked_counts = {}
+    for agent, table in BOOKS.items():
+        booked = SqlBooksTarget(url=settings.warehouse_url, table=table).booked()
+        booked_counts[agent] = len(booked)
+        decisions = [d for day in DAYS for d in _latest_decisions(control, agent, day)]
+        approved = {d.proposal_id for d in decisions if d.verdict == APPROVED and d.action != "hold"}
+        not_approved = {d.proposal_id for d in decisions if d.verdict != APPROVED}
+        assert {row["proposal_id"] for row in booked} == approved, agent
+        assert not not_approved & {row["proposal_id"] for row in booked}, agent
+        receipts = [r for day in DAYS for r in control.receipts.for_partition(agent, day)]
+        assert {r.idempotency_key for r in receipts} == {row["idempotency_key"] for row in booked}
+        assert all(r.status == EXECUTED and r.executed_at for r in receipts), [
+            (r.status, r.detail) for r in receipts
+        ]
+    rejected = [
+        d for day in DAYS for d in _latest_decisions(control, "var_risk", day) if d.verdict == REJECTED
+    ]
+    assert rejected, "the outlier day should have rejected var_risk proposals"
+    pending = [
+        d for day in DAYS for a in BOOKS for d in _latest_decisions(control, a, day) if d.verdict == PENDING
+    ]
+    assert pending, "large actions should wait for approval"
 
     # the rules check reported the rejections as a WARN on the outlier day only
-    outlier_check = _rules_check(results["2026-11-18"])
+    outlier_check = _rules_check(results["2026-11-18"], "var_risk_proposals")
     assert outlier_check.passed is False and outlier_check.severity == dg.AssetCheckSeverity.WARN
     assert outlier_check.partition == "2026-11-18"
     assert outlier_check.metadata["rule/plausible_var"].value >= 1
-    assert _rules_check(results["2026-11-17"]).passed
+    assert _rules_check(results["2026-11-17"], "var_risk_proposals").passed
 
     # re-materialising every partition executes nothing twice
     for day in DAYS:
         assert _run(settings, day, instance).success
-    assert len(books.booked()) == len(booked)
+    for agent, table in BOOKS.items():
+        assert len(SqlBooksTarget(url=settings.warehouse_url, table=table).booked()) == booked_counts[agent]
     actions = (
         SqlWarehouseResource(url=settings.warehouse_url)
         .read_partition("var_risk_actions", "2026-11-19")
@@ -91,6 +106,10 @@ def test_a_schema_failure_blocks_the_executor_in_the_same_run(settings):
     )
     assert decisions and all(d.verdict == REJECTED for d in decisions)
     assert all(d.reasons[0].rule == "proposals_schema" for d in decisions)
+    supervision = ControlPlaneResource(url=settings.control_url).decision_log.latest_supervisions("var_risk")[
+        0
+    ]
+    assert supervision.blocked and "failed its schema" in supervision.block_reason
     assert SqlBooksTarget(url=settings.warehouse_url, table="risk_actions").booked() == []
 
 
@@ -144,8 +163,9 @@ def test_a_failing_step_sends_fail_with_the_error(settings):
     assert not result.success
     events = [e.payload for e in ControlPlaneResource(url=settings.control_url).lineage_store.events()]
     assert_valid_openlineage(events)
-    fail = next(e for e in events if e["eventType"] == "FAIL")
-    assert fail["job"]["name"] == "agent_assets.var_risk_proposals"
+    fails = {e["job"]["name"]: e for e in events if e["eventType"] == "FAIL"}
+    assert {"agent_assets.var_risk_proposals", "agent_assets.holdings"} <= set(fails)
+    fail = fails["agent_assets.var_risk_proposals"]
     message = fail["run"]["facets"]["errorMessage"]["message"]
     assert "input 'market_prices' lacks column(s) ['close']" in message
     assert any(i["name"].endswith("market_prices") for i in fail["inputs"])

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from resources import control_schema
 from resources.control_plane import ControlPlaneResource
-from resources.decision_log import APPROVED, REJECTED, Decision, Reason
+from resources.decision_log import APPROVED, REJECTED, Decision, Reason, SupervisionRecord
 from resources.engine import dispose_all, engine_for
 from resources.errors import ControlPlaneError
 from resources.receipts import EXECUTED, ReceiptBook, idempotency_key
@@ -32,17 +32,30 @@ def _decision(supervision: str, proposal: str, verdict: str, version: str = "v1"
     )
 
 
+def _supervision(supervision: str, version: str = "v1", blocked: bool = False) -> SupervisionRecord:
+    return SupervisionRecord(
+        supervision, "var_risk", "2026-11-20", version, blocked, "why" if blocked else "", {"n": 2}
+    )
+
+
 def test_latest_supervision_of_the_exact_version_wins(db_url):
     log = ControlPlaneResource(url=db_url).decision_log
-    log.record([_decision("s1", "A", REJECTED), _decision("s1", "B", APPROVED)])
-    log.record([_decision("s2", "A", APPROVED), _decision("s2", "B", APPROVED)])
-    log.record([_decision("s3", "A", REJECTED, version="v2")])
-    latest = log.latest_supervision("var_risk", "2026-11-20", "v1")
-    assert [(d.proposal_id, d.verdict, d.supervision_id) for d in latest] == [
-        ("A", APPROVED, "s2"),
-        ("B", APPROVED, "s2"),
-    ]
-    assert log.latest_supervision("var_risk", "2026-11-20", "v3") == []
+    log.record(
+        [_decision("s1", "A", REJECTED), _decision("s1", "B", APPROVED)], supervision=_supervision("s1")
+    )
+    log.record(
+        [_decision("s2", "A", APPROVED), _decision("s2", "B", APPROVED)], supervision=_supervision("s2")
+    )
+    log.record(
+        [_decision("s3", "A", REJECTED, version="v2")], supervision=_supervision("s3", "v2", blocked=True)
+    )
+    latest = log.supervision("var_risk", "2026-11-20", "v1")
+    assert latest.supervision_id == "s2" and not latest.blocked and latest.counts == {"n": 2}
+    decisions = log.of_supervision(latest.supervision_id)
+    assert [(d.proposal_id, d.verdict) for d in decisions] == [("A", APPROVED), ("B", APPROVED)]
+    assert log.supervision("var_risk", "2026-11-20", "v3") is None
+    assert log.supervision("var_risk", "2026-11-20", "v2").blocked
+    assert [s.supervision_id for s in log.latest_supervisions("var_risk")] == ["s3", "s2", "s1"]
     history = log.for_partition("var_risk", "2026-11-20")
     assert len(history) == 5
     assert history[0].reasons == (Reason("r1", "error", "too big"),)

@@ -1,0 +1,189 @@
+"""The kinds of rule foureyes ships, each vectorised and each loadable from a dict (YAML).
+
+* ``threshold``: ``column <op> value`` must hold.
+* ``expression``: a pandas expression over proposal and joined reference columns must hold
+  (e.g. margin-call regulatory thresholds: ``call_amount >= csa_mta``).
+* ``restricted_list``: the proposal's key (one or more columns) must not appear in a
+  reference table (restricted instruments; sectors a client's policy excludes).
+* ``concentration``: after the proposed trades, each group's share of a portfolio (by issuer,
+  sector, counterparty...) must stay under a limit — fixed, or per client from a table.
+* ``predicate``: any Python callable (Python API only).
+
+Missing values never pass: a proposal the rule cannot judge is a proposal that breaks it.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+
+from checks.rules import Join, References, Rule, RuleFinding
+from resources.errors import AgentDefinitionError
+
+COMPARATORS: dict[str, Callable] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Threshold(Rule):
+    """``column <op> value`` must hold (e.g. ``reduction_pct <= 0.5``)."""
+
+    kind: ClassVar[str] = "threshold"
+    column: str
+    op: str = "<="
+    value: float
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.op not in COMPARATORS:
+            raise AgentDefinitionError(
+                f"rule {self.id!r}: op {self.op!r} is not one of {sorted(COMPARATORS)}"
+            )
+
+    def violations(self, proposals: pd.DataFrame, references: References) -> pd.Series:
+        values = pd.to_numeric(proposals[self.column], errors="coerce")
+        holds = COMPARATORS[self.op](values, self.value)
+        return ~holds.fillna(False).astype(bool)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Expression(Rule):
+    """A boolean pandas expression that must hold, e.g. ``call_amount <= exposure - csa_threshold``."""
+
+    kind: ClassVar[str] = "expression"
+    expression: str
+
+    def violations(self, proposals: pd.DataFrame, references: References) -> pd.Series:
+        holds = proposals.eval(self.expression)
+        if not isinstance(holds, pd.Series) or not pd.api.types.is_bool_dtype(holds.dtype):
+            raise AgentDefinitionError(f"rule {self.id!r}: {self.expression!r} is not a boolean expression")
+        return ~holds.fillna(False).astype(bool)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RestrictedList(Rule):
+    """The proposal's ``columns`` must not match a row of the reference table ``reference``."""
+
+    kind: ClassVar[str] = "restricted_list"
+    columns: tuple[str, ...]
+    reference: str
+    reference_columns: tuple[str, ...] = ()
+
+    def violations(self, proposals: pd.DataFrame, references: References) -> pd.Series:
+        listed = references[self.reference][list(self.reference_columns or self.columns)]
+        listed = listed.drop_duplicates().set_axis(list(self.columns), axis=1).assign(_listed=True)
+        found = proposals[list(self.columns)].merge(listed, on=list(self.columns), how="left", sort=False)
+        return pd.Series(found["_listed"].notna().to_numpy(), index=proposals.index)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConcentrationLimit(Rule):
+    """After the proposed trades, a group's share of its portfolio must stay under a limit.
+
+    ``holdings`` is a reference table of current market values (``portfolio_id``,
+    ``instrument_id``, ``market_value``); ``attributes`` maps instruments to the grouping
+    column (``group_by``: issuer, sector, counterparty). The proposals carry signed trade
+    values in ``trade_column``. Only proposals that add to a group above its limit break the
+    rule (a sale that reduces a concentration is never rejected for it). The limit is
+    ``limit``, or per proposal from the (joined) column ``limit_column``.
+    Message values: ``{group}``, ``{weight}``, ``{limit}``.
+    """
+
+    kind: ClassVar[str] = "concentration"
+    group_by: str
+    holdings: str = "holdings"
+    attributes: str = "instruments"
+    trade_column: str = "trade_value"
+    limit: float | None = None
+    limit_column: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if (self.limit is None) == (self.limit_column is None):
+            raise AgentDefinitionError(f"rule {self.id!r}: give exactly one of limit, limit_column")
+
+    def violations(self, proposals: pd.DataFrame, references: References) -> RuleFinding:
+        groups = references[self.attributes].set_index("instrument_id")[self.group_by]
+        held = references[self.holdings][["portfolio_id", "instrument_id", "market_value"]]
+        trades = proposals[["portfolio_id", "instrument_id"]].assign(
+            market_value=pd.to_numeric(proposals[self.trade_column], errors="coerce")
+        )
+        after = pd.concat([held, trades], ignore_index=True)
+        after["group"] = after["instrument_id"].map(groups)
+        by_group = after.groupby(["portfolio_id", "group"], sort=False)["market_value"].sum()
+        totals = after.groupby("portfolio_id", sort=False)["market_value"].sum()
+        weight = by_group / by_group.index.get_level_values(0).map(totals).to_numpy()
+        keys = pd.MultiIndex.from_arrays([proposals["portfolio_id"], proposals["instrument_id"].map(groups)])
+        proposal_weight = pd.Series(weight.reindex(keys).to_numpy(), index=proposals.index)
+        limit = (
+            pd.Series(self.limit, index=proposals.index, dtype=float)
+            if self.limit is not None
+            else pd.to_numeric(proposals[self.limit_column], errors="coerce")
+        )
+        adds = trades["market_value"] > 0
+        broken = adds & ~(proposal_weight <= limit).fillna(False)
+        broken |= trades["market_value"].isna()
+        values = pd.DataFrame(
+            {
+                "group": keys.get_level_values(1),
+                "weight": proposal_weight.to_numpy(),
+                "limit": limit.to_numpy(),
+            },
+            index=proposals.index,
+        )
+        return RuleFinding(broken, values)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Predicate(Rule):
+    """Any vectorised test: ``test(proposals, references)`` is True where a proposal breaks it."""
+
+    kind: ClassVar[str] = "predicate"
+    test: Callable[[pd.DataFrame, References], pd.Series]
+
+    def violations(self, proposals: pd.DataFrame, references: References) -> pd.Series:
+        return pd.Series(np.asarray(self.test(proposals, references), dtype=bool), index=proposals.index)
+
+
+RULE_KINDS: dict[str, type[Rule]] = {
+    k.kind: k for k in (Threshold, Expression, RestrictedList, ConcentrationLimit)
+}
+
+
+def rule_from_dict(data: Mapping) -> Rule:
+    """Build a rule from its declarative form (as in a YAML rules file)."""
+    data = dict(data)
+    kind = data.pop("kind", None)
+    if kind not in RULE_KINDS:
+        raise AgentDefinitionError(
+            f"rule {data.get('id', '?')!r}: kind {kind!r} is not one of {sorted(RULE_KINDS)} "
+            "(predicate rules are Python-only)"
+        )
+    cls = RULE_KINDS[kind]
+    allowed = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise AgentDefinitionError(
+            f"rule {data.get('id', '?')!r} ({kind}): unknown field(s) {unknown}; allowed: {sorted(allowed)}"
+        )
+    if "joins" in data:
+        data["joins"] = tuple(Join.from_dict(j) for j in data["joins"])
+    for name in ("columns", "reference_columns"):
+        if name in data:
+            value = data[name]
+            data[name] = (value,) if isinstance(value, str) else tuple(value)
+    try:
+        return cls(**data)
+    except TypeError as exc:
+        raise AgentDefinitionError(f"rule {data.get('id', '?')!r} ({kind}): {exc}") from exc

@@ -1,0 +1,113 @@
+"""Each stage of the supervisor loop can be replaced without touching the others' code."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from checks.reviewer import Review, Reviewer
+from checks.rule_files import load_rules
+from resources.action_targets import ActionTarget, TargetResult
+from resources.control_plane import ControlPlaneResource
+from resources.lineage import LineageDataset
+from tests.integration.toy_desk import desk, run_desk
+
+
+def _booked(url: str) -> set[tuple[str, str]]:
+    from resources.action_targets import SqlBooksTarget
+
+    return {
+        (json.loads(r["payload"])["instrument_id"], r["action"])
+        for r in SqlBooksTarget(url=url, table="toy_books").booked()
+    }
+
+
+def _verdicts(url: str) -> dict[str, str]:
+    control = ControlPlaneResource(url=url)
+    latest = control.decision_log.latest_supervisions("toy", "d1")[0]
+    return {
+        d.proposal["instrument_id"]: d.verdict
+        for d in control.decision_log.of_supervision(latest.supervision_id)
+    }
+
+
+def test_the_shipped_stages_together(db_url):
+    assert run_desk(db_url, desk()).success
+    # X9 is restricted; X2 is a 280 sell (under the approval limit); X1 is a 360 buy: pending approval
+    assert _verdicts(db_url) == {"X1": "pending", "X9": "rejected", "X2": "approved"}
+    assert _booked(db_url) == {("X2", "sell")}
+
+
+def test_swap_the_agent(db_url):
+    def contrarian(ctx):  # another agent entirely: same contract, opposite view, small sizes
+        frame = ctx.inputs["signals"]
+        value = (-frame["score"] * 100).round(2)
+        return frame.assign(
+            trade_value=value,
+            action=value.map(lambda v: "buy" if v > 0 else "sell"),
+            rationale="mean reversion",
+            confidence=0.7,
+        ).drop(columns=["score"])
+
+    assert run_desk(db_url, desk(propose=contrarian)).success
+    # selling the restricted X9 is allowed; every size is under the approval limit
+    assert _verdicts(db_url) == {"X1": "approved", "X9": "approved", "X2": "approved"}
+    assert _booked(db_url) == {("X1", "sell"), ("X9", "sell"), ("X2", "buy")}
+
+
+def test_swap_the_supervisor(db_url, tmp_path: Path):
+    rules_file = tmp_path / "rules.yaml"
+    rules_file.write_text(
+        "rules:\n"
+        "  - {id: tiny_only, kind: threshold, description: d, column: trade_value, op: '<=', value: 100,"
+        " message: '{instrument_id} too big'}\n"
+    )
+
+    class NoSells(Reviewer):
+        id = "no_sells"
+
+        def review(self, proposals, references):
+            sells = proposals["action"] == "sell"
+            return Review(sells, sells.map({True: "the desk is long-only today", False: ""}))
+
+    assert run_desk(db_url, desk(rules=load_rules(rules_file), reviewers=[NoSells()], approval=None)).success
+    assert _verdicts(db_url) == {"X1": "rejected", "X9": "rejected", "X2": "rejected"}
+    assert _booked(db_url) == set()
+
+
+class NotebookTarget(ActionTarget):
+    """A different executor target: appends actions to a JSON-lines file, deduplicating by key."""
+
+    kind = "notebook"
+    path: str
+
+    def execute(self, action) -> TargetResult:
+        path = Path(self.path)
+        seen = {json.loads(line)["key"] for line in path.read_text().splitlines()} if path.exists() else set()
+        if action.idempotency_key in seen:
+            return TargetResult("duplicate", {})
+        with path.open("a") as handle:
+            handle.write(
+                json.dumps(
+                    {
+                        "key": action.idempotency_key,
+                        "action": action.action,
+                        "instrument": action.payload["instrument_id"],
+                    }
+                )
+                + "\n"
+            )
+        return TargetResult("executed", {"path": self.path})
+
+    def dataset(self) -> LineageDataset:
+        return LineageDataset(namespace="file", name=self.path)
+
+
+def test_swap_the_executor_target(db_url, tmp_path: Path):
+    notebook = tmp_path / "actions.jsonl"
+    assert run_desk(db_url, desk(), books=NotebookTarget(path=str(notebook))).success
+    assert run_desk(db_url, desk(), books=NotebookTarget(path=str(notebook))).success  # re-run: no duplicates
+    lines = [json.loads(line) for line in notebook.read_text().splitlines()]
+    assert [(line["instrument"], line["action"]) for line in lines] == [("X2", "sell")]
+    assert _booked(db_url) == set()
+    assert pd.Series([line["key"] for line in lines]).is_unique
