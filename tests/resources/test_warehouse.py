@@ -65,6 +65,43 @@ def test_round_trip_keeps_values_dtypes_and_version(db_url):
     assert stored.record.row_count == 5
 
 
+def _edge_values() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "n": pd.array([2**62 + 1, None, -(2**62) - 1], dtype="Int64"),
+            "t": pd.to_datetime(
+                ["1900-03-04 05:06:07.000001", None, "2250-12-31 23:59:59.999999"], format="ISO8601"
+            ),
+            "tz": pd.to_datetime(["1969-12-31 23:59:59.5", "2026-03-29 01:30", None], format="ISO8601")
+            .tz_localize("UTC")
+            .tz_convert("America/New_York"),
+        }
+    )
+
+
+def test_big_nullable_ints_and_far_times_round_trip_exactly(db_url):
+    warehouse = SqlWarehouseResource(url=db_url)
+    warehouse.write_partition("edges", "p", _edge_values())
+    pd.testing.assert_frame_equal(warehouse.read_partition("edges", "p").frame, _edge_values())
+
+
+def test_times_read_exactly_from_postgresql_before_14(pg_url, monkeypatch):
+    monkeypatch.setattr(bulk_load, "_NUMERIC_EXTRACT_SINCE", (10_000,))  # EXTRACT gave a float
+    warehouse = SqlWarehouseResource(url=pg_url)
+    warehouse.write_partition("edges", "p", _edge_values())
+    pd.testing.assert_frame_equal(warehouse.read_partition("edges", "p").frame, _edge_values())
+
+
+def test_rows_written_in_chunks_and_batches_keep_their_order(db_url, monkeypatch):
+    monkeypatch.setattr(bulk_load, "_CHUNK_ROWS", 100)  # 3 chunks, each ending with a short batch
+    warehouse = SqlWarehouseResource(url=db_url)
+    narrow = pd.DataFrame({"i": np.arange(250), "s": [f"r{i}" for i in range(250)]})
+    wide = pd.DataFrame({f"c{j}": np.arange(23) * j for j in range(120)})  # fewer rows per INSERT
+    for name, frame in (("narrow", narrow), ("wide", wide)):
+        warehouse.write_partition(name, "p", frame)
+        pd.testing.assert_frame_equal(warehouse.read_partition(name, "p").frame, frame)
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     frame=data_frames(
