@@ -82,9 +82,10 @@ class RestrictedList(Rule):
 
     def violations(self, proposals: pd.DataFrame, references: References) -> pd.Series:
         listed = references[self.reference][list(self.reference_columns or self.columns)]
-        listed = listed.drop_duplicates().set_axis(list(self.columns), axis=1).assign(_listed=True)
-        found = proposals[list(self.columns)].merge(listed, on=list(self.columns), how="left", sort=False)
-        return pd.Series(found["_listed"].notna().to_numpy(), index=proposals.index)
+        if len(self.columns) == 1:
+            return proposals[self.columns[0]].isin(listed.iloc[:, 0])
+        keys = pd.MultiIndex.from_frame(proposals[list(self.columns)])
+        return pd.Series(keys.isin(pd.MultiIndex.from_frame(listed)), index=proposals.index)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,35 +115,37 @@ class ConcentrationLimit(Rule):
             raise AgentDefinitionError(f"rule {self.id!r}: give exactly one of limit, limit_column")
 
     def violations(self, proposals: pd.DataFrame, references: References) -> RuleFinding:
-        groups = references[self.attributes].set_index("instrument_id")[self.group_by]
-        held = references[self.holdings][["portfolio_id", "instrument_id", "market_value"]]
-        trades = proposals[["portfolio_id", "instrument_id"]].assign(
-            market_value=pd.to_numeric(proposals[self.trade_column], errors="coerce")
+        group_of = references[self.attributes].set_index("instrument_id")[self.group_by]
+        held = references[self.holdings]
+        n = len(proposals)
+        trade = pd.to_numeric(proposals[self.trade_column], errors="coerce").to_numpy(dtype=float)
+        value = np.concatenate([np.nan_to_num(trade), held["market_value"].to_numpy(dtype=float)])
+        # integer codes over trades and holdings together, then sums by (portfolio, group) in numpy
+        portfolio, _ = pd.factorize(
+            np.concatenate([proposals["portfolio_id"].to_numpy(), held["portfolio_id"].to_numpy()])
         )
-        after = pd.concat([held, trades], ignore_index=True)
-        after["group"] = after["instrument_id"].map(groups)
-        by_group = after.groupby(["portfolio_id", "group"], sort=False)["market_value"].sum()
-        totals = after.groupby("portfolio_id", sort=False)["market_value"].sum()
-        weight = by_group / by_group.index.get_level_values(0).map(totals).to_numpy()
-        keys = pd.MultiIndex.from_arrays([proposals["portfolio_id"], proposals["instrument_id"].map(groups)])
-        proposal_weight = pd.Series(weight.reindex(keys).to_numpy(), index=proposals.index)
+        instruments = np.concatenate(
+            [proposals["instrument_id"].to_numpy(), held["instrument_id"].to_numpy()]
+        )
+        group, group_names = pd.factorize(pd.Series(instruments).map(group_of).to_numpy())
+        known = group >= 0
+        width = max(len(group_names), 1)
+        cell = portfolio * width + np.where(known, group, 0)
+        by_cell = np.bincount(cell[known], weights=value[known], minlength=(portfolio.max() + 1) * width)
+        totals = np.bincount(portfolio, weights=value)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            weight = np.where(known[:n], by_cell[cell[:n]] / totals[portfolio[:n]], np.nan)
         limit = (
-            pd.Series(self.limit, index=proposals.index, dtype=float)
+            np.full(n, self.limit, dtype=float)
             if self.limit is not None
-            else pd.to_numeric(proposals[self.limit_column], errors="coerce")
+            else pd.to_numeric(proposals[self.limit_column], errors="coerce").to_numpy(dtype=float)
         )
-        adds = trades["market_value"] > 0
-        broken = adds & ~(proposal_weight <= limit).fillna(False)
-        broken |= trades["market_value"].isna()
-        values = pd.DataFrame(
-            {
-                "group": keys.get_level_values(1),
-                "weight": proposal_weight.to_numpy(),
-                "limit": limit.to_numpy(),
-            },
-            index=proposals.index,
+        broken = ((trade > 0) & ~(weight <= limit)) | np.isnan(trade)
+        names = np.where(
+            known[:n], np.asarray(group_names, dtype=object).take(np.where(known[:n], group[:n], 0)), None
         )
-        return RuleFinding(broken, values)
+        values = pd.DataFrame({"group": names, "weight": weight, "limit": limit}, index=proposals.index)
+        return RuleFinding(pd.Series(broken, index=proposals.index), values)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -14,7 +14,8 @@ A rule that crashes rejects every proposal it was meant to judge, and says why.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import string
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -53,19 +54,28 @@ class Join:
     def key(self) -> tuple:
         return (self.table, tuple(sorted(self.on.items())), tuple(sorted(self.columns.items())))
 
-    def apply(self, proposals: pd.DataFrame, references: References) -> pd.DataFrame:
+    def apply(self, column: Callable[[str], object], references: References) -> dict[str, np.ndarray]:
+        """The looked-up columns, aligned to the proposals; ``column(name)`` reads a proposal column."""
         if self.table not in references:
             raise AgentDefinitionError(
                 f"join needs reference table {self.table!r}; have {sorted(references)}"
             )
-        table = references[self.table]
         right_keys = list(self.on.values())
-        lookup = table[[*right_keys, *self.columns]].rename(columns=self.columns)
-        if lookup.duplicated(right_keys).any():
+        lookup = references[self.table].set_index(right_keys)
+        if lookup.index.has_duplicates:
             raise AgentDefinitionError(f"reference table {self.table!r} has duplicate keys {right_keys}")
-        left = proposals[list(self.on)].set_axis(right_keys, axis=1)
-        merged = left.merge(lookup, on=right_keys, how="left", sort=False)
-        return merged[list(self.columns.values())].set_axis(proposals.index)
+        left = [column(name) for name in self.on]
+        keys = left[0] if len(left) == 1 else pd.MultiIndex.from_arrays(left)
+        positions = lookup.index.get_indexer(keys)
+        missing = positions < 0
+        found = {}
+        for source, target in self.columns.items():
+            values = lookup[source].to_numpy().take(np.where(missing, 0, positions))
+            if missing.any():
+                values = values.astype(float if values.dtype.kind in "iuf" else object)
+                values[missing] = np.nan if values.dtype.kind == "f" else None
+            found[target] = values
+        return found
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,6 +112,15 @@ class Rule:
             values = value if isinstance(value, list | tuple | set) else [value]
             mask &= proposals[column].isin(values)
         return mask
+
+    def message_fields(self) -> set[str]:
+        """The column names the message template uses."""
+        try:
+            return {
+                f.split(".")[0].split("[")[0] for _, f, _, _ in string.Formatter().parse(self.message) if f
+            }
+        except ValueError:
+            return set()
 
     def explain(self, row: Mapping[str, object]) -> str:
         try:
@@ -160,10 +179,12 @@ class RuleReport:
                 hits = hits[:limit]
             if len(hits) == 0:
                 continue
-            context = self.seen.loc[hits]
+            fields = outcome.rule.message_fields()
+            context = self.seen.loc[hits, [c for c in self.seen.columns if c in fields]]
             if outcome.values is not None:
-                context = context.join(outcome.values.loc[hits], rsuffix="_rule")
-            records = context.to_dict("records")
+                extra = [c for c in outcome.values.columns if c in fields]
+                context = context.join(outcome.values.loc[hits, extra], rsuffix="_rule")
+            records = context.to_dict("records") if len(context.columns) else [{} for _ in hits]
             parts.append(
                 pd.DataFrame(
                     {
@@ -212,19 +233,25 @@ def _with_joins(
     """The proposals plus every joined reference column (each join once), and the joins that failed."""
     seen: set[tuple] = set()
     failed: dict[tuple, Exception] = {}
-    frame = proposals
+    looked_up: dict[str, np.ndarray] = {}
+
+    def column(name: str):  # a join may key on columns an earlier join brought in
+        return looked_up[name] if name in looked_up else proposals[name].to_numpy()
+
     for rule in rules:
         for join in rule.joins:
             if join.key() in seen:
                 continue
             seen.add(join.key())
             try:
-                added = join.apply(frame, references)
+                looked_up |= join.apply(column, references)
             except Exception as exc:  # the rules using it reject, with this reason
                 failed[join.key()] = exc
-                continue
-            # reference values replace any same-named column the agent wrote: never trust its claims
-            frame = pd.concat([frame.drop(columns=[c for c in added if c in frame]), added], axis=1)
+    if not looked_up:
+        return proposals, failed
+    frame = proposals.copy(deep=False)  # new columns are added as blocks of their own: nothing is copied
+    for name, values in looked_up.items():
+        frame[name] = values  # reference values replace any same-named column the agent wrote
     return frame, failed
 
 

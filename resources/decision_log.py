@@ -8,6 +8,7 @@ supervision of the exact proposals version it is about to execute.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -15,7 +16,7 @@ import sqlalchemy as sa
 
 from resources.approvals import ApprovalBook, ApprovalRequest
 from resources.control_schema import decisions, supervisions
-from resources.engine import as_utc, write_transaction
+from resources.engine import as_utc, insert_rows, write_transaction
 
 APPROVED, REJECTED, PENDING = "approved", "rejected", "pending"
 VERDICTS = (APPROVED, REJECTED, PENDING)
@@ -84,8 +85,7 @@ class DecisionLog:
         """Append one supervision atomically: its decisions, its batch record, its approval requests."""
         rows = [_to_row(d) for d in batch]
         with write_transaction(self._engine) as conn:
-            if rows:
-                conn.execute(decisions.insert(), rows)
+            insert_rows(conn, decisions, rows)
             if supervision is not None:
                 conn.execute(supervisions.insert().values(**_supervision_row(supervision)))
             ApprovalBook(self._engine).request(conn, approvals)
@@ -144,11 +144,11 @@ def _to_row(d: Decision) -> dict[str, object]:
         "supervision_id": d.supervision_id,
         "run_id": d.run_id,
         "action": d.action,
-        "proposal": d.proposal,
+        "proposal": json.dumps(d.proposal, allow_nan=False),
         "rationale": d.rationale,
         "confidence": d.confidence,
         "verdict": d.verdict,
-        "reasons": [r.to_json() for r in d.reasons],
+        "reasons": json.dumps([r.to_json() for r in d.reasons]),
         "decided_at": d.decided_at,
     }
 

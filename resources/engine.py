@@ -9,6 +9,8 @@ writer), a busy timeout, and write transactions that take the write lock at BEGI
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -56,6 +58,51 @@ def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
     """One transaction that takes the write lock up front on SQLite; commit or roll back."""
     with engine.execution_options(**{_WRITE_OPTION: True}).begin() as conn:
         yield conn
+
+
+def insert_rows(conn: sa.Connection, table: sa.Table, rows: list[dict[str, object]]) -> None:
+    """Insert many rows fast, inside the caller's transaction; JSON columns arrive as JSON text.
+
+    SQLite gets the driver's ``executemany``, PostgreSQL psycopg's ``COPY`` (which escapes
+    every value), anything else SQLAlchemy's executemany. Timestamps must be timezone-aware.
+    """
+    if not rows:
+        return
+    names = list(rows[0])
+    preparer = conn.dialect.identifier_preparer
+    target = f"{preparer.format_table(table)} ({', '.join(preparer.quote(n) for n in names)})"
+    columns = [[row[n] for row in rows] for n in names]
+    if conn.dialect.name == "sqlite":
+        for i, name in enumerate(names):
+            if isinstance(table.c[name].type, sa.DateTime):
+                columns[i] = list(map(_sqlite_timestamp, columns[i]))
+        sql = f"INSERT INTO {target} VALUES ({', '.join('?' for _ in names)})"
+        conn.connection.driver_connection.cursor().executemany(sql, zip(*columns, strict=True))
+    elif conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
+        with (
+            conn.connection.driver_connection.cursor() as cursor,
+            cursor.copy(f"COPY {target} FROM STDIN") as copy,
+        ):
+            for row in zip(*columns, strict=True):
+                copy.write_row(row)
+    else:
+        conn.execute(table.insert(), [{**r, **_parsed_json(table, r)} for r in rows])
+
+
+@functools.lru_cache(maxsize=1024)
+def _sqlite_timestamp(value: dt.datetime | None) -> str | None:
+    """SQLAlchemy stores SQLite timestamps as naive UTC ISO text; write them the same way."""
+    if value is None:
+        return None
+    return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(sep=" ")
+
+
+def _parsed_json(table: sa.Table, row: dict[str, object]) -> dict[str, object]:
+    return {
+        n: json.loads(v)
+        for n, v in row.items()
+        if isinstance(table.c[n].type, sa.JSON) and isinstance(v, str)
+    }
 
 
 def as_utc(value: dt.datetime | None) -> dt.datetime | None:

@@ -34,9 +34,28 @@ def json_value(value: object) -> object:
 
 
 def json_records(frame: pd.DataFrame) -> list[dict[str, object]]:
-    """Every row of ``frame`` as a JSON-safe dict."""
+    """Every row of ``frame`` as a JSON-safe dict, converted column by column (not cell by cell)."""
     columns = [str(c) for c in frame.columns]
-    return [
-        {c: json_value(v) for c, v in zip(columns, row, strict=True)}
-        for row in frame.itertuples(index=False, name=None)
-    ]
+    values = [_json_column(frame.iloc[:, i]) for i in range(frame.shape[1])]
+    return (
+        [dict(zip(columns, row, strict=True)) for row in zip(*values, strict=True)]
+        if columns
+        else [{} for _ in range(len(frame))]
+    )
+
+
+def _json_column(column: pd.Series) -> list[object]:
+    missing = column.isna().to_numpy()
+    if pd.api.types.is_datetime64_any_dtype(column.dtype):
+        text = column.map(lambda t: t.isoformat(), na_action="ignore")
+        return text.astype(object).where(~missing, None).tolist()
+    if (
+        pd.api.types.is_float_dtype(column.dtype)
+        or pd.api.types.is_integer_dtype(column.dtype)
+        or (pd.api.types.is_bool_dtype(column.dtype))
+    ):
+        values = column.astype(object) if missing.any() else column
+        return values.where(~missing, None).tolist() if missing.any() else values.tolist()
+    if column.dtype == object and not missing.any() and pd.api.types.infer_dtype(column) == "string":
+        return column.tolist()
+    return [json_value(v) for v in column.tolist()]
