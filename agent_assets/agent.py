@@ -26,30 +26,61 @@ import pandas as pd
 
 from agent_assets.calendar import BUSINESS_DAYS
 from agent_assets.executor import actions_asset
-from agent_assets.step_lineage import open_step, read_recorded
+from agent_assets.step_lineage import open_step, record_served
+from agent_assets.tiers import choose_tier, worst
 from checks.approval_policy import ApprovalPolicy
 from checks.proposal_schema import ProposalsSchema
 from checks.reviewer import Reviewer
 from checks.rules import Rule
 from checks.supervision_checks import supervision_checks
-from checks.supervisor import DROP, HOLD, Supervisor
+from checks.supervisor import DROP, HOLD, MACHINERY_COLUMNS, Supervisor
+from resources.agent_runs import FULL, PASS_THROUGH, AgentRunRecord
 from resources.asset_inputs import AssetInput
-from resources.errors import AgentDefinitionError
+from resources.control_plane import ControlPlaneResource
+from resources.dataset_version import dataset_version
+from resources.errors import AgentDefinitionError, InputDataError
+from resources.fallback import FallbackResource, ServedInput
 from resources.lineage import LINEAGE_HOOKS, OpenLineageResource
+from resources.lineage_facets import AgentRunFacet
 from resources.markdown import markdown_table
+from resources.model_chain import ModelAnswer, ModelChainResource, ModelQuestion
 from resources.warehouse import SqlWarehouseResource, versioned_output
 
 __all__ = ["HOLD", "AgentSpec", "AssetInput", "ProposalContext", "agent_definitions", "define_agent"]
+REQUIRED_COLUMNS = ("action", "rationale", "confidence")
+TIER_TAG = "foureyes/tier"
 
 
-@dataclass(frozen=True)
+@dataclass
 class ProposalContext:
-    """What an agent's ``propose`` callable gets: the partition and its inputs as frames."""
+    """What an agent's ``propose`` callable gets.
+
+    ``inputs`` holds the frames it was served (a stale one when the requested partition was
+    missing or failed its checks: see ``served`` and ``tier``). ``ask`` puts a question to the
+    model chain, with the agent's local policy as its last link, and records the answer.
+    """
 
     agent: str
     partition: str
     inputs: Mapping[str, pd.DataFrame]
     log: logging.Logger | dg.DagsterLogManager
+    tier: str = FULL
+    served: Mapping[str, ServedInput] = field(default_factory=dict)
+    models: ModelChainResource | None = None
+    answers: list[ModelAnswer] = field(default_factory=list)
+
+    def age(self, name: str) -> int:
+        """Business days between the served and the requested partition of an input (0: fresh)."""
+        served = self.served.get(name)
+        return served.age if served is not None else 0
+
+    def ask(self, question: ModelQuestion) -> dict:
+        if self.models is None:
+            answer = ModelAnswer(question.local_policy(), "local_policy", [], question.prompt_hash)
+        else:
+            answer = self.models.ask(question)
+        self.answers.append(answer)
+        return answer.answer
 
 
 ProposeFn = Callable[[ProposalContext], pd.DataFrame]
@@ -71,6 +102,7 @@ class AgentSpec:
     on_rejection: str = DROP
     target: str = "books"
     partitions_def: dg.PartitionsDefinition = BUSINESS_DAYS
+    baseline: ProposeFn | None = None
     description: str = ""
     owners: Sequence[str] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
@@ -116,6 +148,7 @@ def define_agent(
     on_rejection: str = DROP,
     target: str = "books",
     partitions_def: dg.PartitionsDefinition = BUSINESS_DAYS,
+    baseline: ProposeFn | None = None,
     description: str = "",
     owners: Sequence[str] = (),
 ) -> dg.Definitions:
@@ -159,6 +192,7 @@ def define_agent(
             on_rejection=on_rejection,
             target=target,
             partitions_def=partitions_def,
+            baseline=baseline,
             description=description,
             owners=tuple(owners),
         )
@@ -175,6 +209,7 @@ def agent_definitions(spec: AgentSpec) -> dg.Definitions:
         partitions_def=spec.partitions_def,
         supervisor=spec.supervisor,
         references=spec.supervisor_inputs,
+        target=spec.target,
     )
     executor = actions_asset(
         agent=spec.name,
@@ -213,44 +248,147 @@ def _proposals_asset(spec: AgentSpec) -> dg.AssetsDefinition:
         owners=list(spec.owners) or None,
         hooks=LINEAGE_HOOKS,
         description=(spec.description or f"Proposals of the {spec.name} agent.")
-        + " Supervised by blocking checks before anything is executed.",
+        + " Inputs are served fresh or last-known-good (the tier says which); every proposal is "
+        "supervised by blocking checks before anything is executed.",
         tags={"foureyes/stage": "propose", **spec.tags},
     )
     def _proposals(
-        context: dg.AssetExecutionContext, warehouse: SqlWarehouseResource, lineage: OpenLineageResource
+        context: dg.AssetExecutionContext,
+        warehouse: SqlWarehouseResource,
+        lineage: OpenLineageResource,
+        fallback: FallbackResource,
+        control_plane: ControlPlaneResource,
+        models: ModelChainResource,
     ):
         partition = context.partition_key
         step = open_step(context, lineage, warehouse)
-        served = {}
-        frames = {}
-        for agent_input in spec.inputs:
-            stored = read_recorded(step, warehouse, agent_input.key, agent_input.partition(partition))
-            frames[agent_input.name] = stored.frame
-            served[agent_input.asset] = stored.record
-        proposals = spec.propose(ProposalContext(spec.name, partition, frames, context.log))
-        if not isinstance(proposals, pd.DataFrame):
-            raise AgentDefinitionError(
-                f"agent {spec.name!r}: propose() returned {type(proposals).__name__}, "
-                "expected a pandas DataFrame"
-            )
-        proposals = proposals.reset_index(drop=True)
-        if "proposal_id" in proposals.columns:
-            proposals = proposals.drop(columns=["proposal_id"])  # ids are ours to give, not the agent's
-        proposals.insert(0, "proposal_id", proposal_ids(spec.name, partition, proposals, spec.natural_key))
-        inputs_table = pd.DataFrame(
-            [
-                {"input": asset, "partition": r.partition, "version": r.version[:12], "rows": r.row_count}
-                for asset, r in served.items()
-            ]
+        served = {i.name: fallback.serve(i, i.partition(partition)) for i in spec.inputs}
+        for item in served.values():
+            record_served(step, warehouse, item)
+        tier, why = choose_tier(served)
+        ctx = ProposalContext(
+            spec.name,
+            partition,
+            {n: s.frame for n, s in served.items() if s.frame is not None},
+            context.log,
+            tier,
+            served,
+            models,
         )
+        proposals, tier, why = _run_agent(spec, ctx, tier, why)
+        proposals = _stamped(spec, partition, proposals, tier, served)
+        version = dataset_version(proposals)
+        model = ctx.answers[-1] if ctx.answers else None
+        control_plane.agent_runs.record(
+            AgentRunRecord(
+                agent=spec.name,
+                partition=partition,
+                proposals_version=version,
+                tier=tier,
+                tier_reason=why,
+                inputs=[s.to_json() for s in served.values()],
+                model=model.backend if model else None,
+                model_attempts=[a for answer in ctx.answers for a in answer.attempts],
+                prompt_hash=model.prompt_hash if model else None,
+                run_id=context.run.run_id,
+            )
+        )
+        _tag_run(context, spec.name, tier)
+        if step is not None:
+            step.extra_run_facets["foureyes_agent"] = AgentRunFacet(
+                agent=spec.name,
+                tier=tier,
+                tierReason=why[:2000],
+                model=model.backend if model else None,
+                proposals=len(proposals),
+            )
+        if tier != FULL:
+            context.log.warning(f"{spec.name} ran {tier}: {why}")
         counts = proposals["action"].astype(str).value_counts().to_dict() if "action" in proposals else {}
         return versioned_output(
             proposals,
+            version=version,
             **{
+                "foureyes/tier": tier,
+                "tier_reason": why,
                 "proposals": len(proposals),
+                "model": model.backend if model else "none",
                 "actions_proposed": dg.MetadataValue.json({str(k): int(v) for k, v in counts.items()}),
-                "inputs_served": dg.MetadataValue.md(markdown_table(inputs_table)),
+                "inputs_served": dg.MetadataValue.md(markdown_table(_served_table(served))),
             },
         )
 
     return _proposals
+
+
+def _run_agent(spec: AgentSpec, ctx: ProposalContext, tier: str, why: str) -> tuple[pd.DataFrame, str, str]:
+    """The agent's proposals in FULL or CONSTRAINED tier; its baseline when it cannot, or fails."""
+    if tier != PASS_THROUGH:
+        try:
+            proposals = spec.propose(ctx)
+            _check_output(spec, proposals)
+            return proposals, tier, why
+        except Exception as exc:  # crashed, every model failed, unparseable output: the baseline reports
+            why = f"agent failed ({type(exc).__name__}: {exc})"
+            ctx.log.warning(f"{spec.name}: {why}; running its deterministic baseline")
+    if spec.baseline is None:
+        raise AgentDefinitionError(f"agent {spec.name!r} cannot run ({why}) and declares no baseline")
+    unservable = [s for s in ctx.served.values() if s.frame is None]
+    if unservable:
+        names = ", ".join(s.input.name for s in unservable)
+        raise InputDataError(
+            f"{spec.name} has no usable {names} ({'; '.join(s.describe() for s in unservable)}): "
+            "not even its baseline can report"
+        )
+    ctx.tier = PASS_THROUGH
+    baseline = spec.baseline(ctx)
+    _check_output(spec, baseline)
+    return baseline, PASS_THROUGH, why
+
+
+def _check_output(spec: AgentSpec, proposals: object) -> None:
+    if not isinstance(proposals, pd.DataFrame):
+        raise AgentDefinitionError(
+            f"agent {spec.name!r}: propose() returned {type(proposals).__name__}, expected a pandas DataFrame"
+        )
+    missing = [c for c in (*REQUIRED_COLUMNS, *spec.natural_key) if c not in proposals.columns]
+    if missing:
+        raise AgentDefinitionError(f"agent {spec.name!r}: proposals lack column(s) {missing}")
+
+
+def _stamped(
+    spec: AgentSpec, partition: str, proposals: pd.DataFrame, tier: str, served: Mapping[str, ServedInput]
+) -> pd.DataFrame:
+    """Our columns on every proposals table: a stable id, the tier, and what was served stale."""
+    proposals = proposals.reset_index(drop=True).drop(
+        columns=[c for c in ("proposal_id", *MACHINERY_COLUMNS) if c in proposals.columns]  # ours to give
+    )
+    proposals.insert(0, "proposal_id", proposal_ids(spec.name, partition, proposals, spec.natural_key))
+    proposals["tier"] = tier
+    proposals["served_inputs"] = "; ".join(s.describe() for s in served.values() if s.stale)
+    return proposals
+
+
+def _served_table(served: Mapping[str, ServedInput]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "input": s.input.asset,
+                "requested": s.requested,
+                "served": s.served or "-",
+                "age": s.age,
+                "version": (s.version or "-")[:12],
+                "note": s.reason or "fresh",
+            }
+            for s in served.values()
+        ]
+    )
+
+
+def _tag_run(context: dg.AssetExecutionContext, agent: str, tier: str) -> None:
+    """Tag the run with each agent's tier and the worst one (``foureyes/tier``)."""
+    current = context.instance.get_run_by_id(context.run.run_id)
+    previous = (current.tags if current else {}).get(TIER_TAG, FULL)
+    context.instance.add_run_tags(
+        context.run.run_id, {TIER_TAG: worst(previous, tier), f"{TIER_TAG}/{agent}": tier}
+    )

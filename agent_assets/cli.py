@@ -124,6 +124,46 @@ approvals.command(
 approvals.command("reject", help="Reject a pending proposal: one rejection is final.")(_decide("reject"))
 
 
+@main.group()
+def outbox() -> None:
+    """Approved actions waiting for their target: list them, retry them now."""
+
+
+@outbox.command("list")
+@click.option("--agent", default=None, help="Only this agent's actions.")
+@click.option(
+    "--status",
+    type=click.Choice(["queued", "delivering", "delivered", "failed", "cancelled", "all"]),
+    default="queued",
+    show_default=True,
+)
+@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
+def outbox_list(agent: str | None, status: str, fmt: str) -> None:
+    """List outbox entries (queued ones by default), oldest first."""
+    from agent_assets.outbox_view import entry_json, format_entries
+
+    with _ClearErrors():
+        found = _control_plane().outbox.find(status=None if status == "all" else status, agent=agent)
+        click.echo(
+            json.dumps([entry_json(e) for e in found], indent=2) if fmt == "json" else format_entries(found)
+        )
+
+
+@outbox.command("retry")
+@click.argument("keys", nargs=-1)
+@click.option("--all", "retry_all", is_flag=True, help="Retry every queued or failed entry.")
+@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
+def outbox_retry(keys: tuple[str, ...], retry_all: bool, fmt: str) -> None:
+    """Deliver queued (or failed) actions now, through the code location's targets."""
+    from agent_assets.outbox_view import format_deliveries, retry_deliveries
+
+    with _ClearErrors():
+        if not keys and not retry_all:
+            raise click.UsageError("give idempotency keys (or unique prefixes of them), or --all")
+        results = retry_deliveries(FoureyesSettings.from_env(), list(keys) if keys else None)
+        click.echo(json.dumps(results, indent=2) if fmt == "json" else format_deliveries(results))
+
+
 def _control_plane():
     from resources.control_plane import ControlPlaneResource
 

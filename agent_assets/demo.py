@@ -18,7 +18,8 @@ from pathlib import Path
 import dagster as dg
 
 from agent_assets.calendar import business_days_ending
-from agent_assets.definitions import AGENTS, DAILY_JOB, build_definitions
+from agent_assets.daily_run import run_business_day
+from agent_assets.definitions import AGENTS, DAILY_JOB, MARKET_DATA_JOB, build_definitions
 from agent_assets.faults import parse_faults
 from agent_assets.trace import Trace, format_trace, trace
 from resources.control_plane import ControlPlaneResource
@@ -28,7 +29,6 @@ from resources.receipts import EXECUTED
 from resources.settings import FoureyesSettings
 from resources.warehouse import SqlWarehouseResource
 
-QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 TRACED_AGENT = "var_risk"
 SHOWN_REJECTIONS = 6
 
@@ -37,6 +37,8 @@ SHOWN_REJECTIONS = 6
 class AgentDay:
     agent: str
     partition: str
+    tier: str
+    tier_reason: str
     proposals: int
     approved: int
     rejected: int
@@ -85,23 +87,22 @@ def run_demo(
     """Run the daily job once per business day and collect what happened."""
     injected = parse_faults(faults)
     settings = replace(settings, faults=faults)
-    job = build_definitions(settings).resolve_job_def(DAILY_JOB)
+    defs = build_definitions(settings)
     instance = dagster_instance(settings)
     control = ControlPlaneResource(url=settings.control_url)
     started = time.perf_counter()
     runs = []
     for partition in business_days_ending(end, days):
         if progress:
-            progress(f"materialising {DAILY_JOB} for {partition} ...")
-        result = job.execute_in_process(
-            partition_key=partition, instance=instance, raise_on_error=False, run_config=QUIET
-        )
+            progress(f"{partition}: ingesting market data ({MARKET_DATA_JOB}), then running {DAILY_JOB} ...")
+        day = run_business_day(defs, partition, instance, quiet=True)
         notes = [f"{f.kind} in {f.asset}" for f in injected if f.partition == partition]
-        failed = sorted({e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"})
-        if failed:
-            notes.append("failed: " + ", ".join(failed))
-        days_of_agents = tuple(_agent_day(control, agent, partition, result.run_id) for agent in AGENTS)
-        runs.append(RunOutcome(partition, result.run_id, result.success, "; ".join(notes), days_of_agents))
+        if day.failed_steps():
+            notes.append("failed: " + ", ".join(day.failed_steps()))
+        days_of_agents = tuple(_agent_day(control, agent, partition, day.agents.run_id) for agent in AGENTS)
+        runs.append(
+            RunOutcome(partition, day.agents.run_id, day.agents.success, "; ".join(notes), days_of_agents)
+        )
     traces = []
     warehouse = SqlWarehouseResource(url=settings.warehouse_url)
     for partition in sorted({f.partition for f in injected}):
@@ -133,9 +134,12 @@ def _agent_day(control: ControlPlaneResource, agent: str, partition: str, run_id
     supervisions = control.decision_log.latest_supervisions(agent, partition)
     latest = control.decision_log.of_supervision(supervisions[0].supervision_id) if supervisions else []
     receipts = control.receipts.for_partition(agent, partition)
+    run = control.agent_runs.latest(agent, partition)
     return AgentDay(
         agent=agent,
         partition=partition,
+        tier=run.tier if run else "-",
+        tier_reason=run.tier_reason if run else "",
         proposals=len(latest),
         approved=sum(d.verdict == APPROVED for d in latest),
         rejected=sum(d.verdict == REJECTED for d in latest),
@@ -152,8 +156,8 @@ def _agent_day(control: ControlPlaneResource, agent: str, partition: str, run_id
 
 def format_summary(summary: DemoSummary) -> str:
     header = (
-        f"{'partition':<11} {'agent':<13} {'proposals':>9} {'approved':>8} {'rejected':>8} {'pending':>7} "
-        f"{'executed':>8} {'dup-skipped':>11}"
+        f"{'partition':<11} {'agent':<13} {'tier':<12} {'proposals':>9} {'approved':>8} {'rejected':>8} "
+        f"{'pending':>7} {'executed':>8} {'dup-skipped':>11}"
     )
     lines = [
         "",
@@ -171,9 +175,14 @@ def format_summary(summary: DemoSummary) -> str:
             first = run.partition if i == 0 else ""
             note = (f"  {run.note}{status}" if run.note or status else "") if i == 0 else ""
             lines.append(
-                f"{first:<11} {day.agent:<13} {day.proposals:>9} {day.approved:>8} {day.rejected:>8} "
+                f"{first:<11} {day.agent:<13} {day.tier:<12} {day.proposals:>9} {day.approved:>8} "
+                f"{day.rejected:>8} "
                 f"{day.pending:>7} {day.executed:>8} {day.already_executed:>11}{note}"
             )
+    degraded = [(run.partition, d) for run in summary.runs for d in run.agents if d.tier not in ("FULL", "-")]
+    if degraded:
+        lines += ["", "Degraded runs (fallback chain):"]
+        lines += [f"  {partition}  {d.agent:<13} {d.tier}: {d.tier_reason}" for partition, d in degraded]
     for run in summary.runs:
         rejected = [(d.agent, r) for d in run.agents for r in d.rejections]
         if not rejected or not run.note:

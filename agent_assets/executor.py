@@ -1,13 +1,16 @@
-"""The Executor stage: asset ``<agent>_actions`` acts on approved proposals only, at most once each.
+"""The Executor stage: asset ``<agent>_actions`` delivers approved actions, at most once each.
 
-It loads the proposals partition, then the supervisor's verdicts for exactly that version —
-never the agent's own claims. A proposal is executable when its supervision did not block
-the batch and its verdict is approved, or pending and since approved by enough humans before
-its deadline. No supervision of this version means nothing is executed. Each executable
-action's idempotency key is claimed (a receipt) before the target is called and confirmed
-after, so re-runs, retries and concurrent runs never execute an action twice.
+Approved actions were queued in the outbox in the same transaction as their verdict (or as
+the human approval that granted them). The executor delivers this partition's queued
+actions that are still executable — approved, or pending and since granted, in the latest
+supervision of exactly the proposals version now stored — and cancels, with the reason, any
+that no longer are. Each delivery holds a lease on its outbox row, sends the idempotency key,
+and writes the receipt only when the target confirmed. A target that is down leaves the
+action queued with backoff; the ``foureyes_outbox`` sensor relaunches the executor when it
+is due.
 """
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,12 +23,21 @@ from resources.action_targets import Action, ActionTarget
 from resources.approvals import APPROVED as APPROVAL_GRANTED
 from resources.control_plane import ControlPlaneResource
 from resources.decision_log import APPROVED, PENDING, Decision
+from resources.errors import TargetRefusedError
 from resources.lineage import LINEAGE_HOOKS, OpenLineageResource
 from resources.markdown import markdown_table
-from resources.receipts import idempotency_key
+from resources.outbox import DELIVERED, DELIVERING, QUEUED, OutboxEntry
 from resources.warehouse import SqlWarehouseResource, versioned_output
 
 ACTION_COLUMNS = ["proposal_id", "action", "idempotency_key", "status", "detail"]
+EXECUTED, ALREADY_EXECUTED, RETRY_LATER, FAILED, CANCELLED, WAITING = (
+    "executed",
+    "already_executed",
+    "queued_for_retry",
+    "failed",
+    "cancelled",
+    "waiting",
+)
 
 
 @dataclass(frozen=True)
@@ -40,7 +52,7 @@ class Executable:
 def executable_decisions(
     control_plane: ControlPlaneResource, agent: str, partition: str, version: str
 ) -> Executable:
-    """The approved, actionable decisions of the latest supervision of exactly this version."""
+    """The approved (or granted), actionable decisions of the latest supervision of exactly this version."""
     supervision = control_plane.decision_log.supervision(agent, partition, version)
     if supervision is None:
         return Executable((), 0, f"no supervision of proposals version {version[:12]}: nothing executed")
@@ -48,7 +60,9 @@ def executable_decisions(
         return Executable(
             (), 0, f"batch blocked by the supervisor ({supervision.block_reason}): nothing executed"
         )
-    decisions = control_plane.decision_log.of_supervision(supervision.supervision_id)
+    decisions = control_plane.decision_log.of_supervision(
+        supervision.supervision_id, verdicts=(APPROVED, PENDING), exclude_action=HOLD
+    )
     approvals = (
         control_plane.approvals.for_version(agent, partition, version)
         if any(d.verdict == PENDING for d in decisions)
@@ -56,18 +70,98 @@ def executable_decisions(
     )
     ready, waiting = [], 0
     for decision in decisions:
-        if decision.action == HOLD:
-            continue
-        if decision.verdict == APPROVED:
+        approval = approvals.get(decision.proposal_id)
+        if decision.verdict == APPROVED or (approval is not None and approval.status == APPROVAL_GRANTED):
             ready.append(decision)
-        elif decision.verdict == PENDING:
-            approval = approvals.get(decision.proposal_id)
-            if approval is not None and approval.status == APPROVAL_GRANTED:
-                ready.append(decision)
-            elif approval is not None and approval.status == "pending":
-                waiting += 1
+        elif approval is not None and approval.status == "pending":
+            waiting += 1
     note = f"{len(ready)} approved action(s)" + (f", {waiting} awaiting approval" if waiting else "")
     return Executable(tuple(ready), waiting, note)
+
+
+def deliver_partition(
+    control_plane: ControlPlaneResource,
+    *,
+    agent: str,
+    partition: str,
+    proposals_version: str,
+    target: ActionTarget,
+    run_id: str | None,
+    force: bool = False,
+) -> tuple[list[dict], Executable]:
+    """Deliver this partition's due outbox entries that are still executable; cancel the others."""
+    executable = executable_decisions(control_plane, agent, partition, proposals_version)
+    allowed = {d.proposal_id for d in executable.decisions}
+    outbox = control_plane.outbox
+    rows = []
+    for entry in outbox.find(agent=agent, partition=partition):
+        row = {
+            "proposal_id": entry.proposal_id,
+            "action": entry.action,
+            "idempotency_key": entry.idempotency_key,
+        }
+        if entry.status == DELIVERED:
+            rows.append(
+                {
+                    **row,
+                    "status": ALREADY_EXECUTED,
+                    "detail": f"delivered {entry.delivered_at:%Y-%m-%d %H:%M:%S}Z",
+                }
+            )
+            continue
+        if entry.status not in (QUEUED, DELIVERING):
+            rows.append({**row, "status": entry.status, "detail": entry.last_error or ""})
+            continue
+        if entry.proposals_version != proposals_version or entry.proposal_id not in allowed:
+            why = (
+                f"superseded by proposals version {proposals_version[:12]}"
+                if entry.proposals_version != proposals_version
+                else "no longer approved by the latest supervision"
+            )
+            outbox.cancel(entry.idempotency_key, why)
+            rows.append({**row, "status": CANCELLED, "detail": why})
+            continue
+        if not outbox.lease(entry.idempotency_key, run_id, force=force):
+            due = entry.next_attempt_at or dt.datetime.now(dt.UTC)
+            rows.append(
+                {
+                    **row,
+                    "status": WAITING,
+                    "detail": f"next attempt {due:%H:%M:%S}Z ({entry.last_error or 'in flight'})",
+                }
+            )
+            continue
+        rows.append({**row, **deliver(control_plane, entry, target, run_id)})
+    return rows, executable
+
+
+def deliver(
+    control_plane: ControlPlaneResource, entry: OutboxEntry, target: ActionTarget, run_id: str | None
+) -> dict:
+    """One delivery attempt of a leased entry: receipt on confirmation, queue or fail otherwise."""
+    outbox = control_plane.outbox
+    action = Action(
+        entry.idempotency_key,
+        entry.agent,
+        entry.partition,
+        entry.proposal_id,
+        entry.action,
+        entry.payload,
+        entry.rationale,
+    )
+    try:
+        result = target.execute(action)
+    except TargetRefusedError as exc:
+        outbox.fail(entry.idempotency_key, str(exc))
+        return {"status": FAILED, "detail": str(exc)}
+    except Exception as exc:  # down, slow, 5xx, garbled, or a crash we cannot tell from one: retry, same key
+        retried = outbox.retry_later(entry.idempotency_key, f"{type(exc).__name__}: {exc}")
+        return {
+            "status": RETRY_LATER,
+            "detail": f"{exc} (attempt {retried.attempts}; next {retried.next_attempt_at:%H:%M:%S}Z)",
+        }
+    outbox.delivered(entry, run_id, {**result.detail, "target_status": result.status})
+    return {"status": EXECUTED, "detail": str(result.detail)}
 
 
 def actions_asset(
@@ -91,8 +185,8 @@ def actions_asset(
         hooks=LINEAGE_HOOKS,
         required_resource_keys={"warehouse", "lineage", "control_plane", target},
         description=(
-            f"Executor of the {agent} agent: acts on approved proposals only, at most once each "
-            f"(idempotency key + receipt), through the '{target}' target."
+            f"Executor of the {agent} agent: delivers approved actions from the outbox, at most once each "
+            f"(idempotency key, receipt on confirmation), through the '{target}' target."
         ),
         tags={"foureyes/stage": "execute", **(tags or {})},
     )
@@ -104,23 +198,29 @@ def actions_asset(
         action_target: ActionTarget = getattr(context.resources, target)
         step = open_step(context, lineage, warehouse, extra_outputs=[action_target.dataset()])
         stored = read_recorded(step, warehouse, proposals_key, partition)
-        executable = executable_decisions(control_plane, agent, partition, stored.record.version)
+        rows, executable = deliver_partition(
+            control_plane,
+            agent=agent,
+            partition=partition,
+            proposals_version=stored.record.version,
+            target=action_target,
+            run_id=context.run.run_id,
+        )
         context.log.info(executable.note)
-        rows = [
-            _execute(agent, partition, context.run.run_id, decision, target, action_target, control_plane)
-            for decision in executable.decisions
-        ]
         actions = pd.DataFrame(rows, columns=ACTION_COLUMNS)
-        statuses = actions["status"].value_counts().to_dict()
+        counts = actions["status"].value_counts().to_dict()
+        queued = int(counts.get(RETRY_LATER, 0) + counts.get(WAITING, 0))
+        if queued:
+            context.log.warning(
+                f"{queued} action(s) queued in the outbox: the target did not confirm them yet"
+            )
         return versioned_output(
             actions,
             **{
                 "proposals_version": stored.record.version,
                 "executor_note": executable.note,
-                "executable": len(executable.decisions),
                 "awaiting_approval": executable.awaiting_approval,
-                "executed": int(statuses.get("executed", 0)),
-                "skipped": int(len(actions) - statuses.get("executed", 0)),
+                **{f"actions/{status}": int(n) for status, n in counts.items()},
                 "actions": dg.MetadataValue.md(markdown_table(actions.drop(columns=["detail"])))
                 if len(actions)
                 else "none",
@@ -128,38 +228,3 @@ def actions_asset(
         )
 
     return _actions
-
-
-def _execute(
-    agent: str,
-    partition: str,
-    run_id: str,
-    decision: Decision,
-    target_key: str,
-    target: ActionTarget,
-    control_plane: ControlPlaneResource,
-) -> dict:
-    key = idempotency_key(agent, partition, decision.proposal_id, decision.action)
-    receipts = control_plane.receipts
-    claim = receipts.claim(
-        key=key,
-        agent=agent,
-        partition=partition,
-        proposal_id=decision.proposal_id,
-        action=decision.action,
-        target=f"{target_key}:{target.kind}",
-        run_id=run_id,
-    )
-    row = {"proposal_id": decision.proposal_id, "action": decision.action, "idempotency_key": key}
-    if not claim.may_execute:
-        return {**row, "status": "skipped", "detail": claim.why}
-    action = Action(
-        key, agent, partition, decision.proposal_id, decision.action, decision.proposal, decision.rationale
-    )
-    try:
-        result = target.execute(action)
-    except Exception as exc:
-        receipts.fail(key, {"error": f"{type(exc).__name__}: {exc}"})
-        raise
-    receipts.confirm(key, {**result.detail, "target_status": result.status})
-    return {**row, "status": result.status, "detail": str(result.detail)}

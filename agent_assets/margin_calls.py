@@ -16,12 +16,13 @@ import pandera.pandas as pa
 from pandera.typing import Series
 
 from agent_assets.agent import HOLD, AssetInput, ProposalContext, define_agent
+from agent_assets.market_data_quality import feed
 from checks.approval_policy import ApprovalPolicy
 from checks.rule_kinds import Expression, Threshold
 from checks.rules import Join
 from resources.asset_inputs import require_columns
 
-CALL, RETURN = "call", "return"
+CALL, RETURN, ESCALATE = "call", "return", "escalate"
 _CSA = Join(
     table="counterparties",
     on={"counterparty_id": "counterparty_id"},
@@ -40,17 +41,22 @@ _BOOKS = (
 class MarginProposals(pa.DataFrameModel):
     proposal_id: Series[str] = pa.Field(unique=True)
     counterparty_id: Series[str] = pa.Field(unique=True)
-    exposure: Series[float]
-    collateral_held: Series[float] = pa.Field(ge=0)
-    credit_support_amount: Series[float]
+    exposure: Series[float] = pa.Field(nullable=True)
+    collateral_held: Series[float] = pa.Field(ge=0, nullable=True)
+    credit_support_amount: Series[float] = pa.Field(nullable=True)
     amount: Series[float] = pa.Field(ge=0)
-    action: Series[str] = pa.Field(isin=[HOLD, CALL, RETURN])
+    action: Series[str] = pa.Field(isin=[HOLD, CALL, RETURN, ESCALATE])
     rationale: Series[str] = pa.Field(str_length={"min_value": 10})
     confidence: Series[float] = pa.Field(ge=0, le=1)
 
     @pa.dataframe_check(name="hold_moves_nothing")
     def _hold_has_no_amount(cls, frame: pd.DataFrame) -> Series[bool]:
-        return (frame["action"] != HOLD) | (frame["amount"] == 0)
+        return ~frame["action"].isin([HOLD, ESCALATE]) | (frame["amount"] == 0)
+
+    @pa.dataframe_check(name="calls_have_figures")
+    def _calls_have_figures(cls, frame: pd.DataFrame) -> Series[bool]:
+        figures = frame[["exposure", "collateral_held", "credit_support_amount"]].notna().all(axis=1)
+        return ~frame["action"].isin([CALL, RETURN]) | figures
 
     class Config:
         strict = True
@@ -140,6 +146,29 @@ def propose_margin_calls(ctx: ProposalContext) -> pd.DataFrame:
     ]
 
 
+def escalate_everything(ctx: ProposalContext) -> pd.DataFrame:
+    """PASS_THROUGH: no call is made on data that cannot be trusted; each counterparty goes to a human."""
+    cps = ctx.inputs["counterparties"][["counterparty_id"]].copy()
+    exposures = ctx.inputs.get("exposures")
+    held = ctx.inputs.get("collateral")
+    cps["exposure"] = (
+        cps["counterparty_id"].map(exposures.set_index("counterparty_id")["exposure"])
+        if (exposures is not None and "exposure" in exposures)
+        else np.nan
+    )
+    cps["collateral_held"] = (
+        cps["counterparty_id"].map(held.set_index("counterparty_id")["collateral_held"])
+        if (held is not None and "collateral_held" in held)
+        else np.nan
+    )
+    cps["credit_support_amount"] = np.nan
+    cps["amount"] = 0.0
+    cps["action"] = ESCALATE
+    cps["confidence"] = 1.0
+    cps["rationale"] = "PASS_THROUGH: margin agent unavailable or inputs unusable; collateral team to review"
+    return cps.astype({"exposure": float, "collateral_held": float})
+
+
 def _rationale(row) -> str:
     head = (
         f"exposure {row.exposure:,.0f} vs threshold {row.threshold:,.0f}, "
@@ -155,8 +184,8 @@ def _rationale(row) -> str:
 margin_calls = define_agent(
     "margin_calls",
     inputs=[
-        AssetInput("exposures"),
-        AssetInput("collateral"),
+        feed("exposures", max_staleness=1),
+        feed("collateral", max_staleness=1),
         AssetInput("counterparties", partitioned=False),
     ],
     propose=propose_margin_calls,
@@ -164,6 +193,7 @@ margin_calls = define_agent(
     natural_key=["counterparty_id"],
     rules=MARGIN_RULES,
     approval=LARGE_CALLS,
+    baseline=escalate_everything,
     target="collateral_system",
     description="Margin calls and returns under each counterparty's CSA.",
     owners=["team:collateral"],

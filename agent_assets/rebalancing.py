@@ -16,13 +16,26 @@ import pandera.pandas as pa
 from pandera.typing import Series
 
 from agent_assets.agent import HOLD, AssetInput, ProposalContext, define_agent
+from agent_assets.market_data_quality import feed
 from checks.approval_policy import ApprovalPolicy
 from checks.price_anomaly import PriceAnomalyReviewer
 from checks.rule_kinds import ConcentrationLimit, Expression, RestrictedList
 from checks.rules import Join
 from resources.asset_inputs import require_columns
 
-BUY, SELL = "buy", "sell"
+BUY, SELL, ESCALATE = "buy", "sell", "escalate"
+TRADE_COLUMNS = [
+    "portfolio_id",
+    "instrument_id",
+    "current_weight",
+    "target_weight",
+    "quantity",
+    "price",
+    "trade_value",
+    "action",
+    "rationale",
+    "confidence",
+]
 DRIFT_BAND = 0.015
 MOMENTUM_TILT = 0.005
 _CLIENT = Join(
@@ -44,12 +57,12 @@ class TradeProposals(pa.DataFrameModel):
     proposal_id: Series[str] = pa.Field(unique=True)
     portfolio_id: Series[str]
     instrument_id: Series[str]
-    current_weight: Series[float] = pa.Field(ge=0, le=1)
-    target_weight: Series[float] = pa.Field(ge=0, le=1)
+    current_weight: Series[float] = pa.Field(ge=0, le=1, nullable=True)
+    target_weight: Series[float] = pa.Field(ge=0, le=1, nullable=True)
     quantity: Series[int]
-    price: Series[float] = pa.Field(gt=0)
+    price: Series[float] = pa.Field(gt=0, nullable=True)
     trade_value: Series[float]
-    action: Series[str] = pa.Field(isin=[HOLD, BUY, SELL])
+    action: Series[str] = pa.Field(isin=[HOLD, BUY, SELL, ESCALATE])
     rationale: Series[str] = pa.Field(str_length={"min_value": 10})
     confidence: Series[float] = pa.Field(ge=0, le=1)
 
@@ -58,6 +71,10 @@ class TradeProposals(pa.DataFrameModel):
         return ((frame["action"] == BUY) == (frame["trade_value"] > 0)) & (
             (frame["action"] == SELL) == (frame["trade_value"] < 0)
         )
+
+    @pa.dataframe_check(name="trades_have_prices")
+    def _priced(cls, frame: pd.DataFrame) -> Series[bool]:
+        return ~frame["action"].isin([BUY, SELL]) | frame["price"].notna()
 
     @pa.dataframe_check(name="unique_trade_per_holding")
     def _unique(cls, frame: pd.DataFrame) -> Series[bool]:
@@ -127,7 +144,14 @@ LARGE_TRADES = ApprovalPolicy(
 
 
 def propose_trades(ctx: ProposalContext) -> pd.DataFrame:
-    """Trades that bring drifted holdings back to their (momentum-tilted) model weights."""
+    """Trades that bring drifted holdings back to their (momentum-tilted) model weights.
+
+    CONSTRAINED on stale prices: no new trades at all (a trade sized on yesterday's prices is
+    a guess); the report says so through the tier and the served inputs.
+    """
+    if ctx.age("market_prices") > 0:
+        ctx.log.warning("rebalancing: prices are stale, no new trades today")
+        return _no_trades()
     positions, prices, targets = (
         ctx.inputs["positions"],
         ctx.inputs["market_prices"],
@@ -162,27 +186,43 @@ def propose_trades(ctx: ProposalContext) -> pd.DataFrame:
         f"to return within the {DRIFT_BAND:.1%} band"
         for r in trade.itertuples()
     ]
-    return trade[
-        [
-            "portfolio_id",
-            "instrument_id",
-            "current_weight",
-            "target_weight",
-            "quantity",
-            "price",
-            "trade_value",
-            "action",
-            "rationale",
-            "confidence",
-        ]
-    ].reset_index(drop=True)
+    return trade[TRADE_COLUMNS].reset_index(drop=True)
+
+
+def _no_trades() -> pd.DataFrame:
+    floats = ("current_weight", "target_weight", "price", "trade_value", "confidence")
+    return pd.DataFrame(
+        {
+            c: pd.Series(dtype=float if c in floats else "int64" if c == "quantity" else object)
+            for c in TRADE_COLUMNS
+        }
+    )
+
+
+def escalate_portfolios(ctx: ProposalContext) -> pd.DataFrame:
+    """PASS_THROUGH: no trades; every portfolio goes to its manager for review."""
+    portfolios = sorted(ctx.inputs["target_weights"]["portfolio_id"].unique())
+    return pd.DataFrame(
+        {
+            "portfolio_id": portfolios,
+            "instrument_id": "*",
+            "current_weight": np.nan,
+            "target_weight": np.nan,
+            "quantity": np.zeros(len(portfolios), dtype="int64"),
+            "price": np.nan,
+            "trade_value": 0.0,
+            "action": ESCALATE,
+            "rationale": "PASS_THROUGH: rebalancing agent unavailable or inputs unusable; manager to review",
+            "confidence": 1.0,
+        }
+    )
 
 
 rebalancing = define_agent(
     "rebalancing",
     inputs=[
-        AssetInput("positions"),
-        AssetInput("market_prices"),
+        feed("positions"),
+        feed("market_prices"),
         AssetInput("target_weights", partitioned=False),
     ],
     propose=propose_trades,
@@ -191,6 +231,7 @@ rebalancing = define_agent(
     rules=REBALANCING_RULES,
     reviewers=[PriceAnomalyReviewer(id="price_anomaly", scope="instrument")],
     approval=LARGE_TRADES,
+    baseline=escalate_portfolios,
     references=[
         AssetInput("holdings"),
         AssetInput("instruments", partitioned=False),

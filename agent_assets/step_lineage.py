@@ -9,10 +9,14 @@ nothing else of the lineage machinery.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import dagster as dg
+from openlineage.client.facet_v2 import data_quality_assertions_dataset
 
+from resources.fallback import ServedInput
 from resources.lineage import LineageDataset, OpenLineageResource, StepLineage
+from resources.lineage_facets import FallbackInputDatasetFacet
 from resources.warehouse import UNPARTITIONED, SqlWarehouseResource, StoredPartition
 
 
@@ -49,3 +53,34 @@ def read_recorded(
     if step is not None:
         step.read(warehouse_dataset(warehouse, key, stored.record.partition, stored.record.version))
     return stored
+
+
+def record_served(step: StepLineage | None, warehouse: SqlWarehouseResource, served: ServedInput) -> None:
+    """Record an input as the fallback resolver served it: partition, version, checks, staleness."""
+    if step is None or served.record is None:
+        return
+    facets: dict[str, object] = {
+        "foureyes_fallback": FallbackInputDatasetFacet(
+            requestedPartition=served.requested,
+            servedPartition=served.served,
+            ageBusinessDays=served.age,
+            stale=served.stale,
+            usable=served.usable,
+            reason=served.reason,
+        )
+    }
+    if served.assertions:
+        facets["dataQualityAssertions"] = data_quality_assertions_dataset.DataQualityAssertionsDatasetFacet(
+            assertions=[
+                data_quality_assertions_dataset.Assertion(
+                    assertion=a.assertion,
+                    success=a.success,
+                    column=a.column,
+                    severity="warn",
+                    description=a.detail,
+                )
+                for a in served.assertions
+            ]
+        )
+    dataset = warehouse_dataset(warehouse, served.input.key, served.record.partition, served.record.version)
+    step.read(replace(dataset, input_facets=facets))

@@ -15,10 +15,12 @@ import pandera.pandas as pa
 from pandera.typing import Series
 
 from agent_assets.agent import HOLD, AssetInput, ProposalContext, define_agent
-from agent_assets.var_engine import parametric_var
+from agent_assets.market_data_quality import feed
+from agent_assets.var_engine import historical_var, parametric_var
 from checks.approval_policy import ApprovalPolicy
 from checks.price_anomaly import PriceAnomalyReviewer
 from checks.rule_kinds import Predicate, Threshold
+from resources.model_chain import ModelQuestion
 
 ESCALATE, REDUCE = "escalate", "reduce_exposure"
 ESCALATION_LEVEL = 0.85
@@ -93,36 +95,124 @@ VAR_RULES = (
 )
 
 
+COLUMNS = [
+    "portfolio_id",
+    "exposure",
+    "var_99",
+    "var_limit",
+    "utilisation",
+    "breach",
+    "action",
+    "reduction_pct",
+    "cut_notional",
+    "rationale",
+    "confidence",
+]
+DECISION_SCHEMA = {
+    "type": "object",
+    "required": ["decisions"],
+    "properties": {
+        "decisions": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["portfolio_id", "action", "reduction_pct", "rationale", "confidence"],
+                "properties": {
+                    "portfolio_id": {"type": "string"},
+                    "action": {"enum": [HOLD, ESCALATE, REDUCE]},
+                    "reduction_pct": {"type": "number", "minimum": 0, "maximum": 1},
+                    "rationale": {"type": "string", "minLength": 10},
+                    "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+                },
+            },
+        }
+    },
+}
+SYSTEM_PROMPT = (
+    "You are a market-risk analyst. For each portfolio, given its 1-day 99% VaR and limit, decide: "
+    "hold, escalate (above 85% of the limit) or reduce_exposure (in breach), with the reduction as a "
+    "fraction of exposure, a one-sentence rationale and your confidence. Answer in JSON: "
+    '{"decisions": [{"portfolio_id", "action", "reduction_pct", "rationale", "confidence"}]}.'
+)
+
+
 def propose_var_actions(ctx: ProposalContext) -> pd.DataFrame:
-    """VaR per portfolio against its limit, and what to do about it."""
-    risk = parametric_var(ctx.inputs["positions"], ctx.inputs["market_prices"])
+    """VaR per portfolio against its limit; the model chain decides what to do about it.
+
+    CONSTRAINED (prices served from an earlier day): the VaR interval is widened by
+    sqrt(1 + days of staleness) and the confidence lowered by the same factor.
+    """
+    widen = float(np.sqrt(1 + ctx.age("market_prices")))
+    risk = _risk_table(parametric_var(ctx.inputs["positions"], ctx.inputs["market_prices"], widen=widen), ctx)
+    answer = ctx.ask(
+        ModelQuestion(
+            system=SYSTEM_PROMPT,
+            prompt=risk[["portfolio_id", "exposure", "var_99", "var_limit", "utilisation"]]
+            .round(2)
+            .to_json(orient="records"),
+            answer_schema=DECISION_SCHEMA,
+            local_policy=lambda: {"decisions": _policy_decisions(risk)},
+            accept=lambda a: _covers_every_portfolio(a, risk),
+        )
+    )
+    decided = pd.DataFrame(answer["decisions"]).set_index("portfolio_id")
+    risk["action"] = risk["portfolio_id"].map(decided["action"])
+    risk["reduction_pct"] = risk["portfolio_id"].map(decided["reduction_pct"]).astype(float)
+    risk["rationale"] = risk["portfolio_id"].map(decided["rationale"])
+    risk["confidence"] = (risk["portfolio_id"].map(decided["confidence"]).astype(float) / widen).round(3)
+    risk["cut_notional"] = risk["exposure"] * risk["reduction_pct"]
+    return risk[COLUMNS]
+
+
+def historical_baseline(ctx: ProposalContext) -> pd.DataFrame:
+    """PASS_THROUGH: the historical-simulation batch VaR engine; escalate, never cut, on its own."""
+    risk = _risk_table(historical_var(ctx.inputs["positions"], ctx.inputs["market_prices"]), ctx)
+    risk["action"] = np.where(risk["utilisation"] > ESCALATION_LEVEL, ESCALATE, HOLD)
+    risk["reduction_pct"] = 0.0
+    risk["cut_notional"] = 0.0
+    risk["confidence"] = 0.9
+    risk["rationale"] = [
+        f"PASS_THROUGH (batch historical VaR): {_rationale(r)}" for r in risk.assign(action=HOLD).itertuples()
+    ]
+    return risk[COLUMNS]
+
+
+def _risk_table(risk: pd.DataFrame, ctx: ProposalContext) -> pd.DataFrame:
     limits = ctx.inputs["portfolios"].set_index("portfolio_id")["var_limit"]
     risk["var_limit"] = risk["portfolio_id"].map(limits).astype(float)
     risk["utilisation"] = risk["var_99"] / risk["var_limit"]
     risk["breach"] = risk["var_99"] > risk["var_limit"]
-    risk["action"] = np.select(
+    return risk
+
+
+def _policy_decisions(risk: pd.DataFrame) -> list[dict]:
+    """The local deterministic policy: the last link of the model chain."""
+    action = np.select(
         [risk["breach"], risk["utilisation"] > ESCALATION_LEVEL], [REDUCE, ESCALATE], default=HOLD
     )
-    cut = (1.0 - 1.0 / risk["utilisation"].where(risk["breach"], 1.0)) + REDUCTION_BUFFER
-    risk["reduction_pct"] = cut.where(risk["breach"], 0.0).clip(0.0, 1.0)
-    risk["cut_notional"] = risk["exposure"] * risk["reduction_pct"]
-    risk["confidence"] = (0.95 * risk["coverage"] * np.minimum(1.0, risk["observations"] / 60)).round(3)
-    risk["rationale"] = [_rationale(r) for r in risk.itertuples()]
-    return risk[
-        [
-            "portfolio_id",
-            "exposure",
-            "var_99",
-            "var_limit",
-            "utilisation",
-            "breach",
-            "action",
-            "reduction_pct",
-            "cut_notional",
-            "rationale",
-            "confidence",
-        ]
+    cut = ((1.0 - 1.0 / risk["utilisation"].where(risk["breach"], 1.0)) + REDUCTION_BUFFER).clip(0.0, 1.0)
+    confidence = (0.95 * risk["coverage"] * np.minimum(1.0, risk["observations"] / 60)).clip(0.0, 1.0)
+    decided = risk.assign(
+        action=action, reduction_pct=np.where(risk["breach"], cut, 0.0), confidence=confidence
+    )
+    return [
+        {
+            "portfolio_id": r.portfolio_id,
+            "action": r.action,
+            "reduction_pct": float(r.reduction_pct),
+            "rationale": _rationale(r),
+            "confidence": round(float(r.confidence), 3) if np.isfinite(r.confidence) else 0.0,
+        }
+        for r in decided.itertuples()
     ]
+
+
+def _covers_every_portfolio(answer: dict, risk: pd.DataFrame) -> None:
+    named = [d["portfolio_id"] for d in answer["decisions"]]
+    if sorted(named) != sorted(risk["portfolio_id"]):
+        raise ValueError(
+            f"decisions cover {sorted(named)}, expected each of {sorted(risk['portfolio_id'])} once"
+        )
 
 
 def _rationale(row) -> str:
@@ -147,8 +237,8 @@ LARGE_CUTS = ApprovalPolicy(
 var_risk = define_agent(
     "var_risk",
     inputs=[
-        AssetInput("positions"),
-        AssetInput("market_prices"),
+        feed("positions"),
+        feed("market_prices"),
         AssetInput("portfolios", partitioned=False),
     ],
     propose=propose_var_actions,
@@ -157,6 +247,7 @@ var_risk = define_agent(
     rules=VAR_RULES,
     reviewers=[PriceAnomalyReviewer()],
     approval=LARGE_CUTS,
+    baseline=historical_baseline,
     target="books",
     description="Portfolio VaR against limits: proposes escalations and exposure cuts.",
     owners=["team:risk"],

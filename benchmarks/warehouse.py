@@ -27,7 +27,6 @@ import platform
 import shutil
 import sqlite3
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -37,16 +36,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+from local_postgres import ROOT, fresh_database, start_postgres
 
 from resources.dataset_version import dataset_version
 from resources.engine import engine_for
 from resources.markdown import markdown_table
 from resources.warehouse import CATALOG_TABLE, PartitionedSqlIOManager, SqlWarehouseResource
 
-ROOT = Path(__file__).resolve().parent.parent
 ASSET = "bench_prices"  # foureyes' table
 PANDAS_TABLE = "bench_prices_pandas"
-PG_PORT = "55433"
 PG_DATABASE = "foureyes_benchmark"
 SYMBOLS = ["AAPL", "MSFT", "GOOG", "AMZN", "NVDA", "META", "TSLA", "JPM"]
 TO_SQL = "`DataFrame.to_sql`"
@@ -101,12 +99,7 @@ class PostgresStore:
     name = "postgresql"
 
     def __init__(self, server_url: str) -> None:
-        admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
-            conn.exec_driver_sql(f'CREATE DATABASE "{PG_DATABASE}"')
-        admin.dispose()
-        self.url = sa.make_url(server_url).set(database=PG_DATABASE).render_as_string(hide_password=False)
+        self.url = fresh_database(server_url, PG_DATABASE)
 
     def reset(self) -> None:
         with engine_for(self.url).begin() as conn:
@@ -118,19 +111,6 @@ class PostgresStore:
     def server(self) -> str:
         with engine_for(self.url).connect() as conn:
             return "PostgreSQL " + conn.exec_driver_sql("SHOW server_version").scalar_one()
-
-
-def start_postgres() -> str:
-    """Start (or find) the durable local server of ``.ci/postgres`` and return its URL."""
-    print(f"starting PostgreSQL on port {PG_PORT} (.ci/postgres start)...", flush=True)
-    done = subprocess.run(
-        [str(ROOT / ".ci" / "postgres"), "start"],
-        env={**os.environ, "FOUREYES_PG_PORT": PG_PORT},
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return done.stdout.strip()
 
 
 def bench_sql(store: SqliteStore | PostgresStore, frame: pd.DataFrame, runs: int) -> dict[str, list[float]]:

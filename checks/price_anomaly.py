@@ -33,18 +33,8 @@ class PriceAnomalyReviewer(Reviewer):
     scope: str = "portfolio"
 
     def anomalies(self, prices: pd.DataFrame) -> pd.Series:
-        """Robust z-score of each instrument's latest return (inf for unusable prices)."""
-        closes = prices.pivot_table(
-            index="price_date", columns="instrument_id", values="close", aggfunc="last"
-        )
-        with np.errstate(divide="ignore", invalid="ignore"):
-            returns = np.log(closes.where(closes > 0)).diff().iloc[1:]
-        history, latest = returns.iloc[:-1], returns.iloc[-1]
-        median = history.median()
-        mad = (history - median).abs().median() * MAD_TO_SIGMA
-        z = ((latest - median) / mad.replace(0, np.nan)).abs()
-        unusable = closes.iloc[-1].isna() | (closes.iloc[-1] <= 0)
-        z = z.where(~unusable, np.inf).fillna(np.inf)
+        """The instruments whose latest move is beyond ``z_limit`` (inf: unusable price)."""
+        z = latest_move_zscores(prices)
         return z[z > self.z_limit]
 
     def review(self, proposals: pd.DataFrame, references: Mapping[str, pd.DataFrame]) -> Review:
@@ -73,6 +63,22 @@ class PriceAnomalyReviewer(Reviewer):
             )
         vetoed = proposals["portfolio_id"].isin(by_portfolio.index)
         return Review(vetoed, pd.Series(reasons, index=proposals.index))
+
+
+def latest_move_zscores(prices: pd.DataFrame) -> pd.Series:
+    """Robust z-score of each instrument's latest daily log return against its own history.
+
+    Missing, zero or negative latest prices score infinity: nothing can be computed from them.
+    """
+    closes = prices.pivot_table(index="price_date", columns="instrument_id", values="close", aggfunc="last")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        returns = np.log(closes.where(closes > 0)).diff().iloc[1:]
+    history, latest = returns.iloc[:-1], returns.iloc[-1]
+    median = history.median()
+    mad = (history - median).abs().median() * MAD_TO_SIGMA
+    z = ((latest - median) / mad.replace(0, np.nan)).abs()
+    unusable = closes.iloc[-1].isna() | (closes.iloc[-1] <= 0)
+    return z.where(~unusable, np.inf).fillna(np.inf)
 
 
 def _sigma(z: float) -> str:

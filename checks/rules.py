@@ -107,11 +107,8 @@ class Rule:
         raise NotImplementedError
 
     def applies_to(self, proposals: pd.DataFrame) -> pd.Series:
-        mask = pd.Series(True, index=proposals.index)
-        for column, value in self.when.items():
-            values = value if isinstance(value, list | tuple | set) else [value]
-            mask &= proposals[column].isin(values)
-        return mask
+        """The ``when`` filter as a mask: column -> value (or list of values) the rule is limited to."""
+        return pd.Series(RowFilter(proposals).mask(self.when), index=proposals.index)
 
     def message_fields(self) -> set[str]:
         """The column names the message template uses."""
@@ -127,6 +124,24 @@ class Rule:
             return self.message.format(rule=self.id, **row)
         except (KeyError, ValueError, TypeError, IndexError, AttributeError):
             return f"{self.id}: {self.message}"
+
+
+class RowFilter:
+    """Masks for ``when`` filters; each filtered column is factorized once, however many rules use it."""
+
+    def __init__(self, frame: pd.DataFrame):
+        self._frame = frame
+        self._factorized: dict[str, tuple[np.ndarray, pd.Index]] = {}
+
+    def mask(self, when: Mapping[str, object]) -> np.ndarray:
+        mask = np.ones(len(self._frame), dtype=bool)
+        for column, value in when.items():
+            values = list(value) if isinstance(value, list | tuple | set) else [value]
+            if column not in self._factorized:
+                self._factorized[column] = pd.factorize(self._frame[column])
+            codes, uniques = self._factorized[column]
+            mask &= np.isin(codes, np.flatnonzero(pd.Index(uniques).isin(values)))
+        return mask
 
 
 @dataclass(frozen=True)
@@ -212,6 +227,7 @@ def evaluate(
     """Evaluate every rule over the whole table; a rule that crashes is a finding, not a crash."""
     references = references or {}
     joined, failed_joins = _with_joins(rules, proposals, references)
+    filters = RowFilter(joined)
     outcomes = []
     for rule in rules:
         try:
@@ -221,7 +237,7 @@ def evaluate(
             found = rule.violations(joined, references)
             finding = found if isinstance(found, RuleFinding) else RuleFinding(found)
             broken = pd.Series(np.asarray(finding.broken, dtype=bool), index=joined.index)
-            outcomes.append(RuleOutcome(rule, rule.applies_to(joined) & broken, finding.values))
+            outcomes.append(RuleOutcome(rule, filters.mask(rule.when) & broken, finding.values))
         except Exception as exc:  # a broken rule must reject, never approve by accident
             outcomes.append(RuleOutcome(crashed(rule, exc), pd.Series(True, index=joined.index)))
     return RuleReport(tuple(outcomes), joined)

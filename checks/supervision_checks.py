@@ -20,13 +20,18 @@ from collections.abc import Sequence
 import dagster as dg
 import pandas as pd
 
-from checks.supervisor import BLOCK, Supervision, Supervisor
+from checks.supervisor import BLOCK, HOLD, Supervision, Supervisor
+from resources.agent_runs import AgentRunRecord
 from resources.approvals import ApprovalRequest
 from resources.asset_inputs import AssetInput
 from resources.control_plane import ControlPlaneResource
 from resources.decision_log import APPROVED, PENDING, REJECTED, Decision, SupervisionRecord
+from resources.errors import InputDataError
+from resources.fallback import FallbackResource
 from resources.json_values import json_records
 from resources.markdown import markdown_table
+from resources.outbox import OutboxEntry
+from resources.receipts import idempotency_key
 from resources.warehouse import SqlWarehouseResource
 
 SCHEMA_CHECK = "proposals_schema"
@@ -44,6 +49,7 @@ def supervision_checks(
     partitions_def: dg.PartitionsDefinition | None,
     supervisor: Supervisor,
     references: Sequence[AssetInput] = (),
+    target: str = "books",
 ) -> dg.AssetChecksDefinition:
     """Build the blocking asset checks that supervise one agent's proposals.
 
@@ -73,11 +79,13 @@ def supervision_checks(
         context: dg.AssetCheckExecutionContext,
         warehouse: SqlWarehouseResource,
         control_plane: ControlPlaneResource,
+        fallback: FallbackResource,
     ):
         partition = context.partition_key if partitions_def is not None else None
         stored = warehouse.read_partition(proposals_key, partition)
         proposals = stored.frame
-        refs = {r.name: warehouse.read_partition(r.key, r.partition(partition)).frame for r in references}
+        agent_run = control_plane.agent_runs.latest(agent, partition or "", stored.record.version)
+        refs = _references_as_served(fallback, references, partition, agent_run)
         supervision = supervisor.review(proposals, refs)
         record = SupervisionRecord(
             supervision_id=uuid.uuid4().hex,
@@ -90,10 +98,12 @@ def supervision_checks(
             run_id=context.run.run_id,
         )
         proposer = context.run.tags.get(REQUESTED_BY_TAG, f"agent:{agent}")
+        decisions = _decisions(record, proposals, supervision, agent_run)
         control_plane.decision_log.record(
-            _decisions(record, proposals, supervision),
+            decisions,
             supervision=record,
-            approvals=_approval_requests(record, proposals, supervision, supervisor, proposer),
+            approvals=_approval_requests(record, proposals, supervision, supervisor, proposer, target),
+            actions=_approved_actions(decisions, target) if not supervision.blocked else [],
         )
         common = {
             "proposals_version": record.proposals_version,
@@ -108,6 +118,30 @@ def supervision_checks(
             yield _approval_result(proposals_key, supervision, common)
 
     return _supervise
+
+
+def _references_as_served(
+    fallback: FallbackResource,
+    references: Sequence[AssetInput],
+    partition: str | None,
+    agent_run: AgentRunRecord | None,
+) -> dict[str, pd.DataFrame]:
+    """The supervisor judges on what the agent was served: the same (possibly stale) partitions.
+
+    A reference the agent did not read is resolved like an agent input: the requested
+    partition, or the last known good one.
+    """
+    served = {i["input"]: i["served"] for i in (agent_run.inputs if agent_run else []) if i.get("served")}
+    frames = {}
+    for ref in references:
+        if ref.asset in served:
+            frames[ref.name] = fallback.warehouse.read_partition(ref.key, served[ref.asset]).frame
+            continue
+        resolved = fallback.serve(ref, ref.partition(partition))
+        if resolved.frame is None:
+            raise InputDataError(f"the supervisor cannot read {ref.asset}: {resolved.describe()}")
+        frames[ref.name] = resolved.frame
+    return frames
 
 
 def _specs(proposals_key, partitions_def, supervisor: Supervisor, references) -> list[dg.AssetCheckSpec]:
@@ -246,9 +280,14 @@ def _approval_result(key, supervision: Supervision, common) -> dg.AssetCheckResu
 
 
 def _decisions(
-    record: SupervisionRecord, proposals: pd.DataFrame, supervision: Supervision
+    record: SupervisionRecord,
+    proposals: pd.DataFrame,
+    supervision: Supervision,
+    agent_run: AgentRunRecord | None,
 ) -> list[Decision]:
     reasons = supervision.reasons()
+    tier = agent_run.tier if agent_run else None
+    model = agent_run.model if agent_run else None
     decisions = []
     for position, proposal, verdict in zip(
         proposals.index, json_records(proposals), supervision.verdicts.to_numpy(), strict=True
@@ -270,10 +309,31 @@ def _decisions(
                 verdict=str(verdict),
                 reasons=reasons.get(position, ()),
                 run_id=record.run_id,
+                tier=tier,
+                model=model,
                 decided_at=record.supervised_at,
             )
         )
     return decisions
+
+
+def _approved_actions(decisions: list[Decision], target: str) -> list[OutboxEntry]:
+    """The outbox entries of approved actions, committed with their verdicts."""
+    return [
+        OutboxEntry(
+            idempotency_key=idempotency_key(d.agent, d.partition, d.proposal_id, d.action),
+            agent=d.agent,
+            partition=d.partition,
+            proposal_id=d.proposal_id,
+            proposals_version=d.proposals_version,
+            action=d.action,
+            target=target,
+            payload=d.proposal,
+            rationale=d.rationale,
+        )
+        for d in decisions
+        if d.verdict == APPROVED and d.action != HOLD
+    ]
 
 
 def _approval_requests(
@@ -282,6 +342,7 @@ def _approval_requests(
     supervision: Supervision,
     supervisor: Supervisor,
     proposer: str,
+    target: str,
 ) -> list[ApprovalRequest]:
     pending = (supervision.verdicts == PENDING).to_numpy()
     if supervisor.approval is None or not pending.any():
@@ -299,9 +360,13 @@ def _approval_requests(
             proposer=proposer,
             summary=policy.describe(row),
             expires_at=record.supervised_at + policy.expires_after,
+            action=str(row.get("action")),
+            target=target,
+            payload=payload,
+            rationale=str(row.get("rationale") or ""),
             run_id=record.run_id,
         )
-        for row, required in zip(
-            rows.to_dict("records"), supervision.required_approvals[pending], strict=True
+        for row, payload, required in zip(
+            rows.to_dict("records"), json_records(rows), supervision.required_approvals[pending], strict=True
         )
     ]

@@ -33,6 +33,7 @@ DROP, BLOCK = "drop", "block"
 SCHEMA_RULE = "proposals_schema"
 BATCH_BLOCKED = "batch_blocked"
 HOLD = "hold"
+MACHINERY_COLUMNS = ("tier", "served_inputs")  # added to every proposals table by foureyes
 APPROVAL_SEVERITY = "approval"
 FINDING_COLUMNS = ["position", "rule", "severity", "message"]
 
@@ -95,7 +96,8 @@ class Supervisor:
 
     def review(self, proposals: pd.DataFrame, references: References | None = None) -> Supervision:
         references = references or {}
-        schema = validate_proposals(self.schema, proposals)
+        agent_columns = proposals.drop(columns=[c for c in MACHINERY_COLUMNS if c in proposals.columns])
+        schema = validate_proposals(self.schema, agent_columns)
         no_approvals = pd.Series(0, index=proposals.index)
         if not schema.passed:
             return self._schema_blocked(proposals, schema, no_approvals)

@@ -19,6 +19,8 @@ import sqlalchemy as sa
 from resources.control_schema import approval_votes, approvals
 from resources.engine import as_utc, write_transaction
 from resources.errors import FoureyesError
+from resources.outbox import Outbox, OutboxEntry
+from resources.receipts import idempotency_key
 
 PENDING, APPROVED, REJECTED, EXPIRED = "pending", "approved", "rejected", "expired"
 APPROVE, REJECT = "approve", "reject"
@@ -44,6 +46,10 @@ class ApprovalRequest:
     proposer: str
     summary: str
     expires_at: dt.datetime
+    action: str = ""
+    target: str = ""
+    payload: dict | None = None
+    rationale: str = ""
     run_id: str | None = None
 
     @property
@@ -113,6 +119,9 @@ class ApprovalBook:
                         "required": r.required,
                         "proposer": r.proposer,
                         "summary": r.summary,
+                        "action": r.action,
+                        "target": r.target,
+                        "payload": {"proposal": r.payload or {}, "rationale": r.rationale},
                         "status": PENDING,
                         "requested_at": now,
                         "expires_at": r.expires_at,
@@ -170,6 +179,29 @@ class ApprovalBook:
             self._settle(conn, found, REJECTED, now)
         elif len(found.approvers) + 1 >= found.required:
             self._settle(conn, found, APPROVED, now)
+            self._queue_action(conn, found.approval_id)
+
+    def _queue_action(self, conn: sa.Connection, approval: str) -> None:
+        """A granted approval queues its action in the same transaction (the outbox pattern)."""
+        row = conn.execute(sa.select(approvals).where(approvals.c.approval_id == approval)).one()
+        Outbox(self._engine).enqueue(
+            conn,
+            [
+                OutboxEntry(
+                    idempotency_key=idempotency_key(
+                        row.agent, row.partition_key, row.proposal_id, row.action
+                    ),
+                    agent=row.agent,
+                    partition=row.partition_key,
+                    proposal_id=row.proposal_id,
+                    proposals_version=row.proposals_version,
+                    action=row.action,
+                    target=row.target,
+                    payload=row.payload["proposal"],
+                    rationale=row.payload["rationale"],
+                )
+            ],
+        )
 
     def expire_overdue(self, now: dt.datetime | None = None) -> list[Approval]:
         """Expire every pending approval past its deadline (rejected by default, recorded)."""

@@ -14,6 +14,10 @@ from resources.errors import InputDataError
 class AssetInput:
     """An asset read by an agent, a supervisor or a reviewer, by the name it is given there.
 
+    ``quality_checked`` inputs are only served if their partition passed its input quality
+    checks; otherwise the last known good partition is served, flagged stale, up to
+    ``max_staleness`` business days old (past that, the input is unusable).
+
     Examples:
         >>> AssetInput("market_prices").name
         'market_prices'
@@ -23,6 +27,8 @@ class AssetInput:
 
     asset: str
     partitioned: bool = True
+    quality_checked: bool = False
+    max_staleness: int = 3
 
     @property
     def key(self) -> dg.AssetKey:

@@ -14,11 +14,14 @@ import sqlalchemy as sa
 from pydantic import Field
 
 from resources import control_schema
+from resources.agent_runs import AgentRunLog
 from resources.approvals import ApprovalBook
 from resources.decision_log import DecisionLog
 from resources.engine import engine_for, is_postgres, write_transaction
 from resources.errors import ControlPlaneError
 from resources.lineage_store import LineageStore
+from resources.outbox import Outbox
+from resources.partition_quality import QualityLedger
 from resources.receipts import ReceiptBook
 
 _ready: set[str] = set()
@@ -79,8 +82,20 @@ class ControlPlaneResource(dg.ConfigurableResource):
         return DecisionLog(self.engine)
 
     @property
+    def agent_runs(self) -> AgentRunLog:
+        return AgentRunLog(self.engine)
+
+    @property
     def approvals(self) -> ApprovalBook:
         return ApprovalBook(self.engine)
+
+    @property
+    def quality(self) -> QualityLedger:
+        return QualityLedger(self.engine)
+
+    @property
+    def outbox(self) -> Outbox:
+        return Outbox(self.engine)
 
     @property
     def receipts(self) -> ReceiptBook:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 metadata = sa.MetaData()
 
@@ -43,9 +43,12 @@ decisions = sa.Table(
     sa.Column("confidence", sa.Float),
     sa.Column("verdict", sa.String(16), nullable=False),
     sa.Column("reasons", sa.JSON, nullable=False),
+    sa.Column("tier", sa.String(16)),
+    sa.Column("model", sa.String(200)),
     sa.Column("decided_at", _TS, nullable=False),
     sa.Index("ix_decisions_batch", "agent", "partition_key", "proposals_version", "decided_at"),
     sa.Index("ix_decisions_proposal", "proposal_id"),
+    sa.Index("ix_decisions_supervision", "supervision_id", "verdict"),
 )
 
 receipts = sa.Table(
@@ -130,6 +133,9 @@ approvals = sa.Table(
     sa.Column("required", sa.Integer, nullable=False),
     sa.Column("proposer", sa.String(200), nullable=False),
     sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("action", sa.String(200), nullable=False),
+    sa.Column("target", sa.String(200), nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("requested_at", _TS, nullable=False),
     sa.Column("expires_at", _TS, nullable=False),
@@ -151,4 +157,70 @@ approval_votes = sa.Table(
     sa.Column("voted_at", _TS, nullable=False),
     sa.UniqueConstraint("approval_id", "approver", name="uq_approval_votes_approver"),
     sa.Index("ix_approval_votes_approval", "approval_id"),
+)
+
+partition_quality = sa.Table(
+    "partition_quality",
+    metadata,
+    sa.Column("asset", sa.String(400), primary_key=True),
+    sa.Column("partition_key", sa.String(200), primary_key=True),
+    sa.Column("version", sa.String(64), nullable=False),
+    sa.Column("passed", sa.Boolean, nullable=False),
+    sa.Column("assertions", sa.JSON, nullable=False),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("checked_at", _TS, nullable=False),
+    sa.Index("ix_partition_quality_good", "asset", "passed", "partition_key"),
+)
+
+agent_runs = sa.Table(
+    "agent_runs",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("agent", sa.String(200), nullable=False),
+    sa.Column("partition_key", sa.String(200), nullable=False),
+    sa.Column("proposals_version", sa.String(64), nullable=False),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("tier", sa.String(16), nullable=False),
+    sa.Column("tier_reason", sa.Text, nullable=False),
+    sa.Column("inputs", sa.JSON, nullable=False),
+    sa.Column("model", sa.String(200)),
+    sa.Column("model_attempts", sa.JSON, nullable=False),
+    sa.Column("prompt_hash", sa.String(64)),
+    sa.Column("created_at", _TS, nullable=False),
+    sa.Index("ix_agent_runs_version", "agent", "partition_key", "proposals_version", "created_at"),
+)
+
+circuit_breakers = sa.Table(
+    "circuit_breakers",
+    metadata,
+    sa.Column("backend", sa.String(200), primary_key=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("opened_at", _TS),
+    sa.Column("last_error", sa.Text),
+    sa.Column("updated_at", _TS, nullable=False),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("idempotency_key", sa.String(64), primary_key=True),
+    sa.Column("agent", sa.String(200), nullable=False),
+    sa.Column("partition_key", sa.String(200), nullable=False),
+    sa.Column("proposal_id", sa.String(64), nullable=False),
+    sa.Column("proposals_version", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(200), nullable=False),
+    sa.Column("target", sa.String(200), nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("rationale", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", _TS, nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("lease_until", _TS),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("created_at", _TS, nullable=False),
+    sa.Column("delivered_at", _TS),
+    sa.Index("ix_outbox_due", "status", "next_attempt_at"),
+    sa.Index("ix_outbox_batch", "agent", "partition_key"),
 )

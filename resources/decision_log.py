@@ -17,8 +17,10 @@ import sqlalchemy as sa
 from resources.approvals import ApprovalBook, ApprovalRequest
 from resources.control_schema import decisions, supervisions
 from resources.engine import as_utc, insert_rows, write_transaction
+from resources.outbox import Outbox, OutboxEntry
 
 APPROVED, REJECTED, PENDING = "approved", "rejected", "pending"
+_JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 VERDICTS = (APPROVED, REJECTED, PENDING)
 
 
@@ -48,6 +50,8 @@ class Decision:
     verdict: str
     reasons: tuple[Reason, ...] = ()
     run_id: str | None = None
+    tier: str | None = None
+    model: str | None = None
     decided_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
     def __post_init__(self) -> None:
@@ -81,14 +85,17 @@ class DecisionLog:
         batch: Iterable[Decision],
         supervision: SupervisionRecord | None = None,
         approvals: Iterable[ApprovalRequest] = (),
+        actions: Iterable[OutboxEntry] = (),
     ) -> int:
-        """Append one supervision atomically: its decisions, its batch record, its approval requests."""
+        """Append one supervision atomically: its decisions, batch record, approval requests and
+        the outbox entries of the actions it approved (so no approved action is ever lost)."""
         rows = [_to_row(d) for d in batch]
         with write_transaction(self._engine) as conn:
             insert_rows(conn, decisions, rows)
             if supervision is not None:
                 conn.execute(supervisions.insert().values(**_supervision_row(supervision)))
             ApprovalBook(self._engine).request(conn, approvals)
+            Outbox(self._engine).enqueue(conn, actions)
         return len(rows)
 
     def supervision(self, agent: str, partition: str, proposals_version: str) -> SupervisionRecord | None:
@@ -115,13 +122,21 @@ class DecisionLog:
             rows = conn.execute(query.order_by(supervisions.c.supervised_at.desc())).all()
         return [_to_supervision(r) for r in rows]
 
-    def of_supervision(self, supervision_id: str) -> list[Decision]:
+    def of_supervision(
+        self,
+        supervision_id: str,
+        *,
+        verdicts: tuple[str, ...] | None = None,
+        exclude_action: str | None = None,
+    ) -> list[Decision]:
+        """One supervision's decisions; optionally only some verdicts, or without one action (holds)."""
+        query = sa.select(decisions).where(decisions.c.supervision_id == supervision_id)
+        if verdicts is not None:
+            query = query.where(decisions.c.verdict.in_(verdicts))
+        if exclude_action is not None:
+            query = query.where(decisions.c.action != exclude_action)
         with self._engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(decisions)
-                .where(decisions.c.supervision_id == supervision_id)
-                .order_by(decisions.c.id)
-            ).all()
+            rows = conn.execute(query.order_by(decisions.c.id)).all()
         return [_from_row(r) for r in rows]
 
     def for_partition(self, agent: str, partition: str) -> list[Decision]:
@@ -144,11 +159,13 @@ def _to_row(d: Decision) -> dict[str, object]:
         "supervision_id": d.supervision_id,
         "run_id": d.run_id,
         "action": d.action,
-        "proposal": json.dumps(d.proposal, allow_nan=False),
+        "proposal": _JSON.encode(d.proposal),
         "rationale": d.rationale,
         "confidence": d.confidence,
         "verdict": d.verdict,
-        "reasons": json.dumps([r.to_json() for r in d.reasons]),
+        "reasons": _JSON.encode([r.to_json() for r in d.reasons]) if d.reasons else "[]",
+        "tier": d.tier,
+        "model": d.model,
         "decided_at": d.decided_at,
     }
 
@@ -167,6 +184,8 @@ def _from_row(row: sa.Row) -> Decision:
         verdict=row.verdict,
         reasons=tuple(Reason(**r) for r in row.reasons),
         run_id=row.run_id,
+        tier=row.tier,
+        model=row.model,
         decided_at=as_utc(row.decided_at),
     )
 

@@ -66,3 +66,11 @@ class AgentDefinitionError(FoureyesError):
 
 class ActionTargetError(FoureyesError):
     """An executor target refused or failed an action."""
+
+
+class TargetUnavailableError(ActionTargetError):
+    """The target could not confirm the action now (down, slow, 5xx, garbled answer): retry later."""
+
+
+class TargetRefusedError(ActionTargetError):
+    """The target refused the action for good (a 4xx): a human must look before any retry."""

@@ -47,12 +47,14 @@ _warned: set[str] = set()
 
 @dataclass(frozen=True)
 class LineageDataset:
-    """One partition of one dataset, named per the OpenLineage naming spec."""
+    """One partition of one dataset, named per the OpenLineage naming spec (plus extra facets)."""
 
     namespace: str
     name: str
     partition: str | None = None
     version: str | None = None
+    input_facets: Mapping[str, object] = field(default_factory=dict)
+    facets: Mapping[str, object] = field(default_factory=dict)
 
 
 @dataclass
@@ -68,6 +70,7 @@ class StepLineage:
     nominal: tuple[dt.datetime, dt.datetime] | None
     outputs: Sequence[LineageDataset]
     inputs: list[LineageDataset] = field(default_factory=list)
+    extra_run_facets: dict[str, object] = field(default_factory=dict)
 
     def read(self, dataset: LineageDataset) -> None:
         """Record an input partition exactly as it was served."""
@@ -110,6 +113,7 @@ class StepLineage:
                 version=dg.__version__, name="Dagster", openlineageAdapterVersion=_client_version()
             ),
         }
+        facets.update(self.extra_run_facets)
         if self.nominal:
             start, end = self.nominal
             facets["nominalTime"] = nominal_time_run.NominalTimeRunFacet(
@@ -220,7 +224,7 @@ def _close(run_id: str, op_name: str) -> StepLineage | None:
 
 
 def _input(ds: LineageDataset) -> InputDataset:
-    input_facets = {}
+    input_facets = dict(ds.input_facets)
     if ds.partition is not None:
         input_facets["subset"] = base_subset_dataset.InputSubsetInputDatasetFacet(
             inputCondition=_partition_condition(ds.partition)
@@ -228,7 +232,7 @@ def _input(ds: LineageDataset) -> InputDataset:
     return InputDataset(
         namespace=ds.namespace,
         name=ds.name,
-        facets=_version_facets(ds.version),
+        facets={**_version_facets(ds.version), **ds.facets},
         inputFacets=input_facets,
     )
 

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from resources.errors import ConfigurationError
+
 DEFAULT_HOME = ".foureyes"
 DEFAULT_NAMESPACE = "foureyes"
 
@@ -19,6 +21,10 @@ DEFAULT_NAMESPACE = "foureyes"
 @dataclass(frozen=True)
 class FoureyesSettings:
     """The handful of settings that decide where data, decisions and lineage live.
+
+    ``FOUREYES_MODELS`` lists model endpoints tried before the agents' local policies;
+    ``FOUREYES_ORDER_SYSTEM_URL`` / ``FOUREYES_COLLATERAL_SYSTEM_URL`` send rebalancing trades
+    and margin calls to HTTP tool servers instead of the SQL books.
 
     Examples:
         >>> s = FoureyesSettings.from_env({"FOUREYES_HOME": "/tmp/fe"})
@@ -31,6 +37,9 @@ class FoureyesSettings:
     control_url: str
     namespace: str = DEFAULT_NAMESPACE
     faults: str = ""
+    models: tuple[tuple[str, str], ...] = ()
+    order_system_url: str | None = None
+    collateral_system_url: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> FoureyesSettings:
@@ -42,7 +51,28 @@ class FoureyesSettings:
             control_url=env.get("FOUREYES_CONTROL_URL") or sqlite_url(home / "control.db"),
             namespace=env.get("FOUREYES_NAMESPACE") or DEFAULT_NAMESPACE,
             faults=env.get("FOUREYES_FAULTS", ""),
+            models=parse_models(env.get("FOUREYES_MODELS", "")),
+            order_system_url=env.get("FOUREYES_ORDER_SYSTEM_URL") or None,
+            collateral_system_url=env.get("FOUREYES_COLLATERAL_SYSTEM_URL") or None,
         )
+
+
+def parse_models(spec: str) -> tuple[tuple[str, str], ...]:
+    """``name=url;name=url`` -> ((name, url), ...): OpenAI-compatible endpoints, in chain order.
+
+    Examples:
+        >>> parse_models("primary=http://a:8000; backup=http://b:8000")
+        (('primary', 'http://a:8000'), ('backup', 'http://b:8000'))
+    """
+    models = []
+    for item in filter(None, (part.strip() for part in spec.split(";"))):
+        name, sep, url = item.partition("=")
+        if not (sep and name.strip() and url.strip()):
+            raise ConfigurationError(
+                f"FOUREYES_MODELS item {item!r} is not 'name=url' (e.g. 'primary=http://models:8000')"
+            )
+        models.append((name.strip(), url.strip()))
+    return tuple(models)
 
 
 def sqlite_url(path: Path) -> str:

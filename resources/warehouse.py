@@ -11,6 +11,7 @@ the rows: a crash leaves either the old partition and its catalog row, or the ne
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import re
 import warnings
@@ -24,7 +25,14 @@ from pydantic import Field
 from resources.bulk_load import PARTITION_COLUMN, ROW_COLUMN, insert_partition, select_partition
 from resources.columns import SQL_TYPES, StoredColumn, kind_of_sql_type, stored_columns
 from resources.dataset_version import dataset_version
-from resources.engine import as_utc, engine_for, is_postgres, write_transaction
+from resources.engine import (
+    as_utc,
+    engine_for,
+    is_postgres,
+    single_statement_reads,
+    snapshot_reads,
+    write_transaction,
+)
 from resources.errors import ConfigurationError, PartitionNotFoundError, SchemaConflictError
 
 UNPARTITIONED = "__all__"
@@ -149,7 +157,7 @@ class SqlWarehouseResource(dg.ConfigurableResource):
         """
         table = table_name(asset_key)
         partition = partition or UNPARTITIONED
-        with self.engine.connect() as conn:
+        with snapshot_reads(self.engine).connect() as conn:  # the catalog row and the rows agree
             record = self._lookup(conn, table, partition)
             if record is None:
                 raise PartitionNotFoundError(
@@ -163,12 +171,12 @@ class SqlWarehouseResource(dg.ConfigurableResource):
         return StoredPartition(frame=frame, record=record)
 
     def partition_record(self, asset_key: dg.AssetKey | str, partition: str | None) -> PartitionRecord | None:
-        with self.engine.connect() as conn:
+        with single_statement_reads(self.engine).connect() as conn:
             return self._lookup(conn, table_name(asset_key), partition or UNPARTITIONED)
 
     def partition_records(self, asset_key: dg.AssetKey | str) -> list[PartitionRecord]:
         """Every written partition of an asset, in partition-key order."""
-        with self.engine.connect() as conn:
+        with single_statement_reads(self.engine).connect() as conn:
             return self._records(conn, table_name(asset_key))
 
     def dataset_name(self, asset_key: dg.AssetKey | str) -> DatasetName:
@@ -191,22 +199,13 @@ class SqlWarehouseResource(dg.ConfigurableResource):
         return sa.MetaData(schema=self.db_schema)
 
     def _catalog(self) -> sa.Table:
-        return sa.Table(
-            CATALOG_TABLE,
-            self._metadata(),
-            sa.Column("table_name", sa.Text, primary_key=True),
-            sa.Column("partition_key", sa.Text, primary_key=True),
-            sa.Column("version", sa.Text, nullable=False),
-            sa.Column("row_count", sa.BigInteger, nullable=False),
-            sa.Column("columns", sa.Text, nullable=False),
-            sa.Column("written_at", sa.DateTime(timezone=True), nullable=False),
-            sa.Column("run_id", sa.Text),
-        )
+        return _catalog_table(self.db_schema)
 
     def _ensure_catalog(self, conn: sa.Connection) -> None:
         if self.db_schema and is_postgres(self.engine):
             conn.execute(sa.schema.CreateSchema(self.db_schema, if_not_exists=True))
         self._catalog().create(conn, checkfirst=True)
+        _catalogs_present.add((str(self.engine.url), self.db_schema))
 
     def _table(self, name: str, columns: tuple[StoredColumn, ...] | list[StoredColumn]) -> sa.Table:
         return sa.Table(
@@ -261,23 +260,58 @@ class SqlWarehouseResource(dg.ConfigurableResource):
             )
         )
 
+    def _has_catalog(self, conn: sa.Connection) -> bool:
+        """Once the catalog exists it is never dropped: remember it instead of asking each time."""
+        key = (str(self.engine.url), self.db_schema)
+        if key not in _catalogs_present and sa.inspect(conn).has_table(CATALOG_TABLE, schema=self.db_schema):
+            _catalogs_present.add(key)
+        return key in _catalogs_present
+
     def _lookup(self, conn: sa.Connection, table: str, partition: str) -> PartitionRecord | None:
-        catalog = self._catalog()
-        if not sa.inspect(conn).has_table(CATALOG_TABLE, schema=self.db_schema):
+        if not self._has_catalog(conn):
             return None
         row = conn.execute(
-            sa.select(catalog).where(catalog.c.table_name == table, catalog.c.partition_key == partition)
-        ).one_or_none()
+            _catalog_lookup(self.db_schema, conn.dialect.name), {"t": table, "p": partition}
+        ).first()
         return _to_record(row) if row else None
 
     def _records(self, conn: sa.Connection, table: str) -> list[PartitionRecord]:
         catalog = self._catalog()
-        if not sa.inspect(conn).has_table(CATALOG_TABLE, schema=self.db_schema):
+        if not self._has_catalog(conn):
             return []
         rows = conn.execute(
             sa.select(catalog).where(catalog.c.table_name == table).order_by(catalog.c.partition_key)
         ).all()
         return [_to_record(r) for r in rows]
+
+
+_catalogs_present: set[tuple[str, str | None]] = set()
+
+
+@functools.cache
+def _catalog_table(schema: str | None) -> sa.Table:
+    return sa.Table(
+        CATALOG_TABLE,
+        sa.MetaData(schema=schema),
+        sa.Column("table_name", sa.Text, primary_key=True),
+        sa.Column("partition_key", sa.Text, primary_key=True),
+        sa.Column("version", sa.Text, nullable=False),
+        sa.Column("row_count", sa.BigInteger, nullable=False),
+        sa.Column("columns", sa.Text, nullable=False),
+        sa.Column("written_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("run_id", sa.Text),
+    )
+
+
+@functools.cache
+def _catalog_lookup(schema: str | None, dialect: str) -> sa.TextClause:
+    """The one-row catalog lookup as a prepared text statement (the fallback resolver's hot path)."""
+    del dialect  # part of the cache key: identifier quoting differs by dialect
+    qualified = f'"{schema}".{CATALOG_TABLE}' if schema else CATALOG_TABLE
+    return sa.text(
+        f"SELECT table_name, partition_key, version, row_count, columns, written_at, run_id FROM {qualified} "
+        "WHERE table_name = :t AND partition_key = :p"
+    ).columns(written_at=sa.DateTime(timezone=True))
 
 
 def _to_record(row: sa.Row) -> PartitionRecord:
@@ -320,7 +354,7 @@ def table_metadata(frame: pd.DataFrame) -> dict[str, object]:
     return {"dagster/row_count": len(frame), "dagster/column_schema": column_schema(frame)}
 
 
-def versioned_output(frame: pd.DataFrame, **metadata: object) -> dg.Output:
+def versioned_output(frame: pd.DataFrame, version: str | None = None, **metadata: object) -> dg.Output:
     """Wrap a frame so Dagster's data version is the content hash the warehouse records.
 
     The output also carries ``dagster/row_count`` and ``dagster/column_schema``.
@@ -328,7 +362,7 @@ def versioned_output(frame: pd.DataFrame, **metadata: object) -> dg.Output:
     Dagster takes the data version from the ``Output``, before any IO manager runs, so the
     hash is computed here once and handed to the IO manager through the output metadata.
     """
-    version = dataset_version(frame)
+    version = version or dataset_version(frame)
     with warnings.catch_warnings():  # Output(data_version=...) is marked beta in Dagster 1.13
         warnings.simplefilter("ignore", dg.BetaWarning)
         return dg.Output(

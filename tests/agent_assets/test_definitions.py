@@ -10,7 +10,7 @@ import json
 import os
 from pathlib import Path
 
-from agent_assets.definitions import DAILY_JOB, build_definitions
+from agent_assets.definitions import DAILY_JOB, MARKET_DATA_JOB, build_definitions
 from resources.settings import FoureyesSettings
 
 SNAPSHOT = Path(__file__).with_name("definitions_snapshot.json")
@@ -51,10 +51,12 @@ def test_definitions_match_the_snapshot(tmp_path):
     assert current == json.loads(SNAPSHOT.read_text())
 
 
-def test_the_daily_job_is_the_main_job(tmp_path):
+def test_ingestion_and_agents_are_separate_jobs(tmp_path):
     defs = build_definitions(FoureyesSettings.from_env({"FOUREYES_HOME": str(tmp_path)}))
-    job = defs.resolve_job_def(DAILY_JOB)
-    assert job.partitions_def is not None
-    assert {"var_risk_proposals", "var_risk_actions", "market_prices"} <= {
-        k.to_user_string() for k in job.asset_layer.executable_asset_keys
-    }
+    def keys(job: str) -> set[str]:
+        return {k.to_user_string() for k in defs.resolve_job_def(job).asset_layer.executable_asset_keys}
+
+    agents, ingestion = keys(DAILY_JOB), keys(MARKET_DATA_JOB)
+    assert {"var_risk_proposals", "var_risk_actions", "rebalancing_actions"} <= agents
+    assert {"market_prices", "positions", "holdings"} <= ingestion
+    assert not agents & ingestion  # a failed feed never makes Dagster skip an agent

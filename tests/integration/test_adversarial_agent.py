@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from checks.rules import evaluate
+from checks.supervisor import MACHINERY_COLUMNS
 from resources.action_targets import SqlBooksTarget
 from resources.approvals import APPROVED as GRANTED
 from resources.approvals import ApprovalError
@@ -131,7 +132,10 @@ def _assert_books_are_clean(url: str, control: ControlPlaneResource) -> None:
             assert "agent:toy" not in approval.approvers
             assert len(set(approval.approvers)) >= approval.required
     executed = pd.DataFrame([decisions[r["proposal_id"]].proposal for r in booked])
-    Trades.validate(executed.astype({"trade_value": float, "confidence": float}))
+    assert set(executed["tier"]) == {"FULL"}
+    Trades.validate(
+        executed.drop(columns=list(MACHINERY_COLUMNS)).astype({"trade_value": float, "confidence": float})
+    )
     report = evaluate(
         HARD_RULES, executed.astype({"trade_value": float}), {"restricted": RESTRICTED, "limits": LIMITS}
     )

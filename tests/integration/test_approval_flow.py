@@ -8,7 +8,8 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from agent_assets.definitions import DAILY_JOB, build_definitions
+from agent_assets.daily_run import run_business_day
+from agent_assets.definitions import build_definitions
 from agent_assets.sensors import APPROVALS_SENSOR
 from resources.action_targets import SqlBooksTarget
 from resources.approvals import APPROVED, EXPIRED, PENDING, REJECTED
@@ -63,7 +64,7 @@ def pending_day(tmp_path):
     settings = FoureyesSettings.from_env({"FOUREYES_HOME": str(home)})
     defs = build_definitions(settings)
     instance = dg.DagsterInstance.ephemeral()
-    assert defs.resolve_job_def(DAILY_JOB).execute_in_process(partition_key=DAY, instance=instance).success
+    assert run_business_day(defs, DAY, instance).success
     return home, settings, defs, instance
 
 

@@ -40,9 +40,10 @@ def test_demo_summarises_every_partition_and_traces_the_bad_one(demo_home):
     assert "RUN FAILED" not in out
     assert "margin_calls" in out and "rebalancing" in out
     assert "outliers in market_prices" in out
-    assert "implausible, check the prices" in out
+    assert "2026-11-18  var_risk      CONSTRAINED: market_prices: served 2026-11-17 for 2026-11-18" in out
+    assert "requested partition failed no_outliers" in out
     assert "Trace of the output built on the faulty partition 2026-11-18:" in out
-    assert "market_prices  partition 2026-11-18" in out
+    assert "market_prices  partition 2026-11-17" in out  # the trace shows what was really served
 
 
 def test_demo_twice_executes_nothing_twice(demo_home):

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import dagster as dg
 import pandas as pd
 
 from checks.reviewer import Review, Reviewer
@@ -10,7 +11,7 @@ from checks.rule_files import load_rules
 from resources.action_targets import ActionTarget, TargetResult
 from resources.control_plane import ControlPlaneResource
 from resources.lineage import LineageDataset
-from tests.integration.toy_desk import desk, run_desk
+from tests.integration.toy_desk import desk, momentum_trader, run_desk
 
 
 def _booked(url: str) -> set[tuple[str, str]]:
@@ -111,3 +112,42 @@ def test_swap_the_executor_target(db_url, tmp_path: Path):
     assert [(line["instrument"], line["action"]) for line in lines] == [("X2", "sell")]
     assert _booked(db_url) == set()
     assert pd.Series([line["key"] for line in lines]).is_unique
+
+
+def test_a_schema_failure_blocks_the_batch_and_the_executor_in_the_same_run(db_url):
+    def sloppy(ctx):  # a NaN confidence: the whole table fails its schema
+        frame = momentum_trader(ctx)
+        return frame.assign(confidence=[0.9, float("nan"), 0.5])
+
+    result = run_desk(db_url, desk(propose=sloppy))
+    assert not result.success
+    steps = {
+        e.step_key: e.event_type_value for e in result.all_events if e.event_type_value.startswith("STEP_")
+    }
+    assert steps["toy_supervisor"] == "STEP_FAILURE"
+    assert "toy_actions" not in {e.step_key for e in result.all_events if e.event_type_value == "STEP_START"}
+    control = ControlPlaneResource(url=db_url)
+    decisions = control.decision_log.for_partition("toy", "d1")
+    assert decisions and all(
+        d.verdict == "rejected" and d.reasons[0].rule == "proposals_schema" for d in decisions
+    )
+    supervision = control.decision_log.latest_supervisions("toy")[0]
+    assert supervision.blocked and "failed its schema" in supervision.block_reason
+    assert control.outbox.find(agent="toy") == []  # nothing approved, nothing queued
+    assert _booked(db_url) == set()
+
+
+def test_the_executor_acts_on_nothing_without_verdicts_for_that_version(db_url):
+    from tests.integration.toy_desk import limits, resources, restricted, signals
+
+    defs = desk()
+    result = dg.materialize(
+        [signals, restricted, limits, *defs.assets, *defs.asset_checks],
+        selection=dg.AssetSelection.all().without_checks(),  # the supervisor does not run: no verdicts
+        partition_key="d1",
+        resources=resources(db_url),
+    )
+    assert result.success
+    mats = result.asset_materializations_for_node("toy_actions")
+    assert mats[0].metadata["executor_note"].value.startswith("no supervision of proposals version")
+    assert _booked(db_url) == set()

@@ -12,7 +12,9 @@ from checks.rule_kinds import Expression, RestrictedList
 from checks.rules import Join
 from resources.action_targets import SqlBooksTarget
 from resources.control_plane import ControlPlaneResource
+from resources.fallback import FallbackResource
 from resources.lineage import LINEAGE_HOOKS, OpenLineageResource
+from resources.model_chain import ModelChainResource
 from resources.warehouse import PartitionedSqlIOManager, SqlWarehouseResource, versioned_output
 
 DAYS = dg.StaticPartitionsDefinition(["d1", "d2"])
@@ -125,10 +127,13 @@ def desk(propose=momentum_trader, rules=HARD_RULES, reviewers=(), approval=APPRO
 
 def resources(url: str, books=None) -> dict:
     warehouse = SqlWarehouseResource(url=url)
+    control_plane = ControlPlaneResource(url=url)
     return {
         "warehouse": warehouse,
         "io_manager": PartitionedSqlIOManager(warehouse=warehouse),
-        "control_plane": ControlPlaneResource(url=url),
+        "control_plane": control_plane,
+        "fallback": FallbackResource(warehouse=warehouse, control_plane=control_plane),
+        "models": ModelChainResource(control_url=url),
         "lineage": OpenLineageResource(control_url=url),
         "books": books or SqlBooksTarget(url=url, table="toy_books"),
     }

@@ -11,9 +11,10 @@ import sqlalchemy as sa
 from resources import control_schema
 from resources.control_plane import ControlPlaneResource
 from resources.decision_log import APPROVED, REJECTED, Decision, Reason, SupervisionRecord
-from resources.engine import dispose_all, engine_for
+from resources.engine import dispose_all, engine_for, write_transaction
 from resources.errors import ControlPlaneError
-from resources.receipts import EXECUTED, ReceiptBook, idempotency_key
+from resources.outbox import CANCELLED, DELIVERED, FAILED, LEASE, QUEUED, OutboxEntry, backoff
+from resources.receipts import EXECUTED, idempotency_key
 
 
 def _decision(supervision: str, proposal: str, verdict: str, version: str = "v1") -> Decision:
@@ -68,55 +69,75 @@ def test_a_decision_needs_a_known_verdict():
         _decision("s", "A", "maybe")
 
 
-def _claim(book: ReceiptBook, run: str, key: str = "k1"):
-    return book.claim(
-        key=key,
+def _queue(control: ControlPlaneResource, key: str = "k1") -> OutboxEntry:
+    entry = OutboxEntry(
+        idempotency_key=key,
         agent="var_risk",
         partition="p",
         proposal_id="A",
+        proposals_version="v1",
         action="escalate",
         target="books",
-        run_id=run,
+        payload={"portfolio_id": "A"},
+        rationale="because",
     )
+    with write_transaction(control.engine) as conn:
+        control.outbox.enqueue(conn, [entry, entry])  # twice: queued once
+    return control.outbox.get(key)
 
 
-def test_an_executed_action_is_never_claimed_again(db_url):
-    book = ControlPlaneResource(url=db_url).receipts
-    first = _claim(book, "run-1")
-    assert first.may_execute and first.why == "new"
-    book.confirm("k1", {"ok": True})
-    again = _claim(book, "run-2")
-    assert not again.may_execute and again.why.startswith("already executed")
-    assert book.get("k1").status == EXECUTED and book.get("k1").attempts == 1
+def test_a_delivered_action_gets_one_receipt_and_is_never_leased_again(db_url):
+    control = ControlPlaneResource(url=db_url)
+    entry = _queue(control)
+    assert entry.status == QUEUED and entry.attempts == 0
+    assert control.outbox.lease("k1", "run-1")
+    control.outbox.delivered(entry, "run-1", {"ok": True})
+    assert not control.outbox.lease("k1", "run-2", force=True)
+    receipt = control.receipts.get("k1")
+    assert receipt.status == EXECUTED and receipt.run_id == "run-1" and receipt.detail == {"ok": True}
+    assert control.outbox.get("k1").status == DELIVERED
+    _queue(control)  # the same verdict written again (a re-supervision) does not re-queue it
+    assert control.outbox.get("k1").status == DELIVERED
 
 
-def test_a_live_claim_of_another_run_is_left_alone_until_its_lease_ends(db_url):
-    engine = ControlPlaneResource(url=db_url).engine
-    assert _claim(ReceiptBook(engine), "run-1").may_execute
-    busy = _claim(ReceiptBook(engine), "run-2")
-    assert not busy.may_execute and busy.why == "in progress in run run-1"
-    expired = _claim(ReceiptBook(engine, lease=dt.timedelta(0)), "run-2")
-    assert expired.may_execute and expired.why == "retry after claimed" and expired.receipt.attempts == 2
+def test_a_lease_keeps_other_runs_out_until_it_ends(db_url):
+    control = ControlPlaneResource(url=db_url)
+    _queue(control)
+    assert control.outbox.lease("k1", "run-1")
+    assert not control.outbox.lease("k1", "run-2")
+    later = dt.datetime.now(dt.UTC) + LEASE + dt.timedelta(seconds=1)
+    assert control.outbox.lease("k1", "run-2", now=later)  # run-1 crashed mid-delivery: retried, same key
 
 
-def test_a_failed_action_may_be_retried(db_url):
-    book = ControlPlaneResource(url=db_url).receipts
-    _claim(book, "run-1")
-    book.fail("k1", {"error": "down"})
-    retry = _claim(book, "run-2")
-    assert retry.may_execute and retry.why == "retry after failed"
+def test_transient_failures_back_off_and_refusals_wait_for_a_human(db_url):
+    control = ControlPlaneResource(url=db_url)
+    _queue(control)
+    control.outbox.lease("k1", "run-1")
+    retried = control.outbox.retry_later("k1", "tool server down")
+    assert retried.status == QUEUED and retried.attempts == 1 and retried.last_error == "tool server down"
+    assert retried.next_attempt_at > dt.datetime.now(dt.UTC) + dt.timedelta(seconds=20)
+    assert not control.outbox.lease("k1", "run-2")  # not due yet
+    assert [backoff(n).total_seconds() for n in (1, 2, 3, 20)] == [30, 60, 120, 3600]
+    control.outbox.lease("k1", "run-2", force=True)
+    failed = control.outbox.fail("k1", "422: unknown instrument")
+    assert failed.status == FAILED and failed.attempts == 2
+    assert control.outbox.retry_now(["k1"]) == 1
+    assert control.outbox.get("k1").status == QUEUED
+    assert control.outbox.cancel("k1", "superseded").status == CANCELLED
+    assert not control.outbox.lease("k1", "run-3", force=True)
 
 
-def test_concurrent_claims_of_one_key_let_exactly_one_run_execute(db_url):
-    engine = ControlPlaneResource(url=db_url).engine
+def test_concurrent_deliveries_of_one_action_let_exactly_one_run_send_it(db_url):
+    control = ControlPlaneResource(url=db_url)
+    _queue(control, key="shared")
     results = []
     barrier = threading.Barrier(8)
 
-    def claim(run: str) -> None:
+    def lease(run: str) -> None:
         barrier.wait()
-        results.append(_claim(ReceiptBook(engine), run, key="shared").may_execute)
+        results.append(ControlPlaneResource(url=db_url).outbox.lease("shared", run))
 
-    threads = [threading.Thread(target=claim, args=(f"run-{i}",)) for i in range(8)]
+    threads = [threading.Thread(target=lease, args=(f"run-{i}",)) for i in range(8)]
     for t in threads:
         t.start()
     for t in threads:

@@ -1,0 +1,118 @@
+"""Input quality checks: asset checks on the data agents read, recorded in the quality ledger.
+
+Each checked asset declares its assertions (completeness, missing or zero values, outliers,
+schema drift, freshness); one check op per asset evaluates them on the partition just
+written and records the verdict with the partition's version. The fallback resolver reads
+that ledger to decide whether to serve the partition or the last known good one.
+
+The checks are blocking with severity WARN: agents in the same run wait for the verdict, but
+a failed check never stops them — the agent runs on the last known good input instead.
+"""
+
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import dagster as dg
+import pandas as pd
+
+from resources.asset_inputs import AssetInput
+from resources.control_plane import ControlPlaneResource
+from resources.partition_quality import Assertion
+from resources.warehouse import SqlWarehouseResource
+
+Test = Callable[[pd.DataFrame, str, Mapping[str, pd.DataFrame]], tuple[bool, str]]
+
+
+@dataclass(frozen=True)
+class QualityAssertion:
+    """One named test: ``test(frame, partition, references)`` returns (passed, detail)."""
+
+    name: str
+    description: str
+    test: Test
+    column: str | None = None
+
+
+@dataclass(frozen=True)
+class InputQuality:
+    """The assertions an input asset's partitions must pass to be served to agents."""
+
+    asset: str
+    assertions: Sequence[QualityAssertion]
+    references: Sequence[AssetInput] = field(default_factory=tuple)
+
+    @property
+    def key(self) -> dg.AssetKey:
+        return dg.AssetKey.from_user_string(self.asset)
+
+
+def assess(
+    quality: InputQuality, frame: pd.DataFrame, partition: str, references: Mapping[str, pd.DataFrame]
+) -> list[Assertion]:
+    """Every assertion's outcome; an assertion that cannot be evaluated fails, saying why."""
+    outcomes = []
+    for item in quality.assertions:
+        try:
+            passed, detail = item.test(frame, partition, references)
+        except Exception as exc:  # e.g. schema drift: the column the test needs is gone
+            passed, detail = False, f"could not be evaluated: {type(exc).__name__}: {exc}"
+        outcomes.append(Assertion(item.name, bool(passed), detail, item.column))
+    return outcomes
+
+
+def input_quality_checks(
+    quality: InputQuality, partitions_def: dg.PartitionsDefinition
+) -> dg.AssetChecksDefinition:
+    """The asset checks of one input asset, recording each partition's verdict in the ledger.
+
+    Examples:
+        .. code-block:: python
+
+            prices_quality = InputQuality("market_prices", assertions=[...])
+            defs = dg.Definitions(assets=[...], asset_checks=[input_quality_checks(prices_quality, days)])
+    """
+    with warnings.catch_warnings():  # partitioned check specs are a Dagster preview feature
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        specs = [
+            dg.AssetCheckSpec(
+                item.name,
+                asset=quality.key,
+                blocking=True,
+                partitions_def=partitions_def,
+                description=item.description,
+                additional_deps=[r.key for r in quality.references],
+            )
+            for item in quality.assertions
+        ]
+
+    @dg.multi_asset_check(
+        specs=specs,
+        name=f"{quality.key.to_python_identifier()}_quality",
+        description=f"Input quality of {quality.asset}: recorded per partition for the fallback resolver.",
+    )
+    def _check(
+        context: dg.AssetCheckExecutionContext,
+        warehouse: SqlWarehouseResource,
+        control_plane: ControlPlaneResource,
+    ):
+        partition = context.partition_key
+        stored = warehouse.read_partition(quality.key, partition)
+        refs = {
+            r.name: warehouse.read_partition(r.key, r.partition(partition)).frame for r in quality.references
+        }
+        outcomes = assess(quality, stored.frame, partition, refs)
+        control_plane.quality.record(
+            quality.asset, partition, stored.record.version, outcomes, context.run.run_id
+        )
+        for outcome in outcomes:
+            yield dg.AssetCheckResult(
+                check_name=outcome.assertion,
+                asset_key=quality.key,
+                passed=outcome.success,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"partition_version": stored.record.version, "detail": outcome.detail},
+                description=None if outcome.success else outcome.detail,
+            )
+
+    return _check

@@ -1,0 +1,128 @@
+"""Every injected market-data fault: which partition is served, how stale, in which tier, and saying so."""
+
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from agent_assets.daily_run import run_business_day
+from agent_assets.definitions import build_definitions
+from resources.control_plane import ControlPlaneResource
+from resources.engine import dispose_all
+from resources.settings import FoureyesSettings
+from resources.warehouse import SqlWarehouseResource
+from tests.conftest import assert_valid_openlineage
+
+
+@pytest.fixture(scope="module")
+def clean_day(tmp_path_factory) -> Path:
+    """A home where 2026-11-17 ran clean: the last known good day for every test here."""
+    home = tmp_path_factory.mktemp("clean")
+    defs = build_definitions(FoureyesSettings.from_env({"FOUREYES_HOME": str(home)}))
+    assert run_business_day(defs, "2026-11-17", dg.DagsterInstance.ephemeral()).success
+    dispose_all()
+    return home
+
+
+def _faulty_day(clean: Path, tmp_path: Path, faults: str, days=("2026-11-18",)) -> FoureyesSettings:
+    home = tmp_path / "home"
+    shutil.copytree(clean, home)
+    settings = replace(FoureyesSettings.from_env({"FOUREYES_HOME": str(home)}), faults=faults)
+    instance = dg.DagsterInstance.ephemeral()
+    for day in days:
+        run_business_day(build_definitions(settings), day, instance)
+    return settings
+
+
+@pytest.mark.parametrize(
+    ("fault", "feed", "failed"),
+    [
+        ("nan_prices", "market_prices", "no_missing_prices"),
+        ("zero_prices", "market_prices", "no_missing_prices"),
+        ("outliers", "market_prices", "no_outliers"),
+        ("stale", "market_prices", "freshness"),
+        ("schema_drift", "market_prices", "schema"),
+        ("missing", "positions", None),
+    ],
+)
+def test_a_bad_feed_partition_is_replaced_by_the_last_good_one_and_the_output_says_so(
+    clean_day, tmp_path, fault, feed, failed
+):
+    settings = _faulty_day(clean_day, tmp_path, f"{feed}:2026-11-18={fault}")
+    control = ControlPlaneResource(url=settings.control_url)
+    run = control.agent_runs.latest("var_risk", "2026-11-18")
+    stale = {i["input"]: i for i in run.inputs if i["stale"]}
+    assert list(stale) == [feed]
+    assert (stale[feed]["requested"], stale[feed]["served"], stale[feed]["age_business_days"]) == (
+        "2026-11-18",
+        "2026-11-17",
+        1,
+    )
+    reason = f"requested partition failed {failed}" if failed else "requested partition missing"
+    assert stale[feed]["reason"].startswith(reason)
+    assert run.tier == "CONSTRAINED"
+
+    proposals = (
+        SqlWarehouseResource(url=settings.warehouse_url)
+        .read_partition("var_risk_proposals", "2026-11-18")
+        .frame
+    )
+    assert set(proposals["tier"]) == {"CONSTRAINED"}
+    assert proposals["served_inputs"].str.startswith(f"{feed}: served 2026-11-17 for 2026-11-18").all()
+    decisions = control.decision_log.for_partition("var_risk", "2026-11-18")
+    assert decisions and {d.tier for d in decisions} == {"CONSTRAINED"}
+
+    events = [e.payload for e in control.lineage_store.events()]
+    assert_valid_openlineage(events)
+    complete = next(
+        e
+        for e in reversed(events)
+        if e["job"]["name"] == "agent_assets.var_risk_proposals" and e["eventType"] == "COMPLETE"
+    )
+    fed = next(i for i in complete["inputs"] if i["name"].endswith(feed))
+    assert fed["inputFacets"]["foureyes_fallback"]["servedPartition"] == "2026-11-17"
+    assert fed["inputFacets"]["subset"]["inputCondition"]["partitions"][0]["identifier"] == "2026-11-17"
+    assert complete["run"]["facets"]["foureyes_agent"]["tier"] == "CONSTRAINED"
+
+
+def test_constrained_var_widens_with_staleness_and_rebalancing_stops_trading(clean_day, tmp_path):
+    settings = _faulty_day(clean_day, tmp_path, "market_prices:2026-11-18=outliers")
+    warehouse = SqlWarehouseResource(url=settings.warehouse_url)
+    var = warehouse.read_partition("var_risk_proposals", "2026-11-18").frame.set_index("portfolio_id")
+    clean = warehouse.read_partition("var_risk_proposals", "2026-11-17").frame.set_index("portfolio_id")
+    # same prices (the 17th's) and nearly the same book: VaR widened by about sqrt(2)
+    assert ((var["var_99"] / clean["var_99"]).between(1.3, 1.55)).all()
+    trades = warehouse.read_partition("rebalancing_proposals", "2026-11-18").frame
+    assert trades.empty
+    run = ControlPlaneResource(url=settings.control_url).agent_runs.latest("rebalancing", "2026-11-18")
+    assert run.tier == "CONSTRAINED" and "market_prices: served 2026-11-17" in run.tier_reason
+
+
+def test_past_the_maximum_staleness_the_baseline_reports(clean_day, tmp_path):
+    settings = _faulty_day(
+        clean_day,
+        tmp_path,
+        "exposures:2026-11-18=missing;exposures:2026-11-19=missing",
+        days=("2026-11-18", "2026-11-19"),
+    )
+    control = ControlPlaneResource(url=settings.control_url)
+    assert control.agent_runs.latest("margin_calls", "2026-11-18").tier == "CONSTRAINED"
+    run = control.agent_runs.latest("margin_calls", "2026-11-19")
+    assert run.tier == "PASS_THROUGH"
+    assert (
+        "exposures: served 2026-11-17 for 2026-11-19 (2 business days old, beyond the 1-day limit"
+        in run.tier_reason
+    )
+    report = (
+        SqlWarehouseResource(url=settings.warehouse_url)
+        .read_partition("margin_calls_proposals", "2026-11-19")
+        .frame
+    )
+    assert (
+        len(report) == 8 and set(report["action"]) == {"escalate"} and set(report["tier"]) == {"PASS_THROUGH"}
+    )
+    assert {d.verdict for d in control.decision_log.for_partition("margin_calls", "2026-11-19")} == {
+        "approved"
+    }

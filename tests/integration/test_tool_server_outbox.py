@@ -1,0 +1,143 @@
+"""Trades to a real HTTP order system on loopback: down, slow, erring or garbled, then back.
+
+Whatever the order system does, every approved trade waits in the outbox, and once it is
+back each one is delivered exactly once — even a trade it accepted while we timed out.
+"""
+
+import datetime as dt
+import os
+import subprocess
+import sys
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from agent_assets.daily_run import run_business_day
+from agent_assets.definitions import build_definitions
+from agent_assets.sensors import OUTBOX_SENSOR
+from resources.control_plane import ControlPlaneResource
+from resources.control_schema import outbox as outbox_table
+from resources.engine import engine_for
+from resources.http_target import HttpToolTarget
+from resources.outbox import DELIVERED, QUEUED
+from resources.settings import FoureyesSettings
+from resources.warehouse import SqlWarehouseResource
+from tests.conftest import ROOT
+from tests.servers import ERROR, GARBAGE, SLOW, UP, ToolServer
+
+DAY = "2026-11-20"
+
+
+@pytest.fixture
+def order_system():
+    server = ToolServer(slow_s=1.5).start()
+    yield server
+    server.stop()
+
+
+def _setup(tmp_path, server):
+    settings = FoureyesSettings.from_env(
+        {"FOUREYES_HOME": str(tmp_path), "FOUREYES_ORDER_SYSTEM_URL": server.url}
+    )
+    defs = build_definitions(
+        settings, overrides={"order_system": HttpToolTarget(url=server.url, timeout_s=0.5)}
+    )
+    return settings, defs
+
+
+def _approved_keys(control: ControlPlaneResource) -> set[str]:
+    return {e.idempotency_key for e in control.outbox.find(agent="rebalancing")}
+
+
+def _make_due(settings) -> None:
+    """Time passes: every backoff is over."""
+    with engine_for(settings.control_url).begin() as conn:
+        conn.execute(
+            sa.update(outbox_table).values(next_attempt_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
+        )
+
+
+def _tick(defs, instance):
+    context = dg.build_sensor_context(
+        instance=instance, definitions=defs, resources={"control_plane": defs.resources["control_plane"]}
+    )
+    return defs.resolve_sensor_def(OUTBOX_SENSOR).evaluate_tick(context)
+
+
+@pytest.mark.parametrize("trouble", ["down", SLOW, ERROR, GARBAGE])
+def test_queued_trades_are_delivered_exactly_once_when_the_order_system_returns(
+    tmp_path, order_system, trouble
+):
+    settings, defs = _setup(tmp_path, order_system)
+    instance = dg.DagsterInstance.ephemeral()
+    if trouble == "down":
+        order_system.stop()
+    else:
+        order_system.mode = trouble
+    assert run_business_day(defs, DAY, instance).success  # an unreachable target never fails the run
+
+    control = ControlPlaneResource(url=settings.control_url)
+    queued = control.outbox.find(agent="rebalancing", status=QUEUED)
+    assert queued and all(e.attempts == 1 and e.last_error for e in queued)
+    assert control.receipts.for_partition("rebalancing", DAY) == []
+    actions = (
+        SqlWarehouseResource(url=settings.warehouse_url).read_partition("rebalancing_actions", DAY).frame
+    )
+    assert set(actions["status"]) == {"queued_for_retry"}
+    assert not _tick(defs, instance).run_requests  # backing off: not due yet
+
+    if trouble == "down":
+        order_system.start()
+    order_system.mode = UP
+    _make_due(settings)
+    tick = _tick(defs, instance)
+    assert [(r.partition_key, r.asset_selection) for r in tick.run_requests] == [
+        (DAY, [dg.AssetKey("rebalancing_actions")])
+    ]
+    job = defs.resolve_implicit_global_asset_job_def()
+    assert job.execute_in_process(
+        partition_key=DAY, asset_selection=tick.run_requests[0].asset_selection, instance=instance
+    ).success
+
+    keys = _approved_keys(control)
+    assert set(order_system.accepted) == keys  # each trade accepted by the order system exactly once
+    assert all(e.status == DELIVERED for e in control.outbox.find(agent="rebalancing"))
+    receipts = control.receipts.for_partition("rebalancing", DAY)
+    assert {r.idempotency_key for r in receipts} == keys and len(receipts) == len(keys)
+    sent = [r["body"]["idempotency_key"] for r in order_system.requests]
+    if trouble == SLOW:  # it accepted the first tries while we timed out: the retries came back "duplicate"
+        assert len(sent) == 2 * len(keys)
+    assert not _tick(defs, instance).run_requests  # nothing left to deliver
+
+
+def test_the_cli_lists_and_retries_the_outbox(tmp_path, order_system):
+    settings, _ = _setup(tmp_path, order_system)
+    order_system.mode = ERROR
+    defs = build_definitions(settings)  # the CLI uses the same environment, so the same default timeout
+    assert run_business_day(defs, DAY, dg.DagsterInstance.ephemeral()).success
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FOUREYES_")}
+    env |= {"FOUREYES_HOME": str(tmp_path), "FOUREYES_ORDER_SYSTEM_URL": order_system.url}
+
+    def cli(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "agent_assets.cli", *args],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+
+    listing = cli("outbox", "list", "--agent", "rebalancing")
+    assert listing.returncode == 0 and "queued" in listing.stdout and "500" in listing.stdout
+    order_system.mode = UP
+    retried = cli("outbox", "retry", "--all")
+    assert retried.returncode == 0, retried.stderr
+    assert retried.stdout.count(" executed") == len(order_system.accepted) > 0
+    control = ControlPlaneResource(url=settings.control_url)
+    assert {e.status for e in control.outbox.find(agent="rebalancing")} == {DELIVERED}
+    assert "the outbox is empty" in cli("outbox", "list").stdout
+    nothing = cli("outbox", "retry")
+    assert nothing.returncode == 2 and "give idempotency keys" in nothing.stderr
