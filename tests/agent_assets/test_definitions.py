@@ -53,6 +53,7 @@ def test_definitions_match_the_snapshot(tmp_path):
 
 def test_ingestion_and_agents_are_separate_jobs(tmp_path):
     defs = build_definitions(FoureyesSettings.from_env({"FOUREYES_HOME": str(tmp_path)}))
+
     def keys(job: str) -> set[str]:
         return {k.to_user_string() for k in defs.resolve_job_def(job).asset_layer.executable_asset_keys}
 
