@@ -389,6 +389,4 @@ def _tag_run(context: dg.AssetExecutionContext, agent: str, tier: str) -> None:
     """Tag the run with each agent's tier and the worst one (``foureyes/tier``)."""
     current = context.instance.get_run_by_id(context.run.run_id)
     previous = (current.tags if current else {}).get(TIER_TAG, FULL)
-    context.instance.add_run_tags(
-        context.run.run_id, {TIER_TAG: worst(previous, tier), f"{TIER_TAG}/{agent}": tier}
-    )
+    context.instance.add_run_tags(context.run.run_id, {TIER_TAG: worst(previous, tier), f"{TIER_TAG}/{agent}": tier})

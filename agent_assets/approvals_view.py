@@ -56,9 +56,7 @@ def format_decision(approval: Approval) -> str:
         waiting = f"{len(approval.approvers)} of {approval.required} approvals"
         return f"{head}; {waiting}, waiting for another approver"
     if approval.status == APPROVED:
-        return (
-            f"{head}; approved ({', '.join(approval.approvers)}): the executor runs on the next sensor tick"
-        )
+        return f"{head}; approved ({', '.join(approval.approvers)}): the executor runs on the next sensor tick"
     return f"{head}; {approval.status}: it will not be executed"
 
 

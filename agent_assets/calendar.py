@@ -17,9 +17,7 @@ PARTITION_FORMAT = "%Y-%m-%d"
 FIRST_BUSINESS_DAY = "2025-01-01"
 
 
-def business_days(
-    start: str = FIRST_BUSINESS_DAY, timezone: str = "UTC"
-) -> dg.TimeWindowPartitionsDefinition:
+def business_days(start: str = FIRST_BUSINESS_DAY, timezone: str = "UTC") -> dg.TimeWindowPartitionsDefinition:
     """Daily partitions on weekdays only.
 
     Examples:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -28,7 +29,7 @@ def main() -> None:
 @click.option(
     "--fault",
     "faults",
-    default="market_prices:2026-11-18=outliers",
+    default="vendor_prices:2026-11-18=outliers",
     show_default=True,
     help="Faults to inject, 'asset:partition=kind;...' ('' for none).",
 )
@@ -51,25 +52,71 @@ def demo(days: int, end: str, faults: str, fmt: str) -> None:
 
 
 @main.command()
-@click.argument("asset")
+@click.argument("asset", required=False)
 @click.option("--partition", "-p", default=None, help="Partition key (omit for unpartitioned assets).")
-@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
-def trace(asset: str, partition: str | None, fmt: str) -> None:
-    """Show the input partitions and versions an output partition was computed from."""
-    from agent_assets.trace import format_trace
-    from agent_assets.trace import trace as build_trace
-    from resources.control_plane import ControlPlaneResource
+@click.option("--depth", type=int, default=None, help="How many hops to walk (default: to the sources).")
+@click.option("--proposal", "proposal", default=None, help="Trace one decision (a proposal id) back to its inputs.")
+@click.option("--downstream", is_flag=True, help="The blast radius: every output built on this partition.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "dot", "mermaid"]),
+    default="text",
+    show_default=True,
+)
+def trace(
+    asset: str | None,
+    partition: str | None,
+    depth: int | None,
+    proposal: str | None,
+    downstream: bool,
+    fmt: str,
+) -> None:
+    """Walk from an output partition back to the input partitions, versions and runs that made it."""
+    from agent_assets import trace as tracing
+    from agent_assets.trace_format import format_dot, format_downstream, format_mermaid, format_text
     from resources.warehouse import SqlWarehouseResource
 
     settings = FoureyesSettings.from_env()
+    control = _control_plane()
+    warehouse = SqlWarehouseResource(url=settings.warehouse_url)
     with _ClearErrors():
-        result = build_trace(
-            ControlPlaneResource(url=settings.control_url).lineage_store,
-            SqlWarehouseResource(url=settings.warehouse_url),
+        if downstream:
+            if asset is None:
+                raise click.UsageError("--downstream needs an ASSET (and --partition)")
+            impacts = tracing.downstream(control.lineage_store, warehouse, asset, partition, depth=depth)
+            click.echo(
+                json.dumps([i.__dict__ for i in impacts], indent=2)
+                if fmt == "json"
+                else format_downstream(asset, partition, impacts)
+            )
+            return
+        version = None
+        if proposal is not None:
+            decision = control.decision_log.latest_for_proposal(proposal)
+            asset, partition, version = (
+                f"{decision.agent}_proposals",
+                decision.partition,
+                decision.proposals_version,
+            )
+            if fmt == "text":
+                click.echo(
+                    f"proposal {decision.proposal_id}: {decision.action} -> {decision.verdict} "
+                    f"({decision.tier or '-'}; {decision.rationale})"
+                )
+        if asset is None:
+            raise click.UsageError("give an ASSET (with --partition), or --proposal ID")
+        result = tracing.trace(
+            control.lineage_store,
+            warehouse,
             asset,
             partition,
+            quality=control.quality,
+            depth=depth,
+            version=version,
         )
-        click.echo(json.dumps(result.to_json(), indent=2) if fmt == "json" else format_trace(result))
+        renderers = {"text": format_text, "dot": format_dot, "mermaid": format_mermaid}
+        click.echo(json.dumps(result.to_json(), indent=2) if fmt == "json" else renderers[fmt](result))
 
 
 @main.group()
@@ -95,9 +142,7 @@ def approvals_list(agent: str | None, status: str, fmt: str) -> None:
         book.expire_overdue()
         found = book.find(status=None if status == "all" else status, agent=agent)
         click.echo(
-            json.dumps([approval_json(a) for a in found], indent=2)
-            if fmt == "json"
-            else format_approvals(found)
+            json.dumps([approval_json(a) for a in found], indent=2) if fmt == "json" else format_approvals(found)
         )
 
 
@@ -111,9 +156,7 @@ def _decide(decision: str):
 
         with _ClearErrors():
             approval = _control_plane().approvals.decide(approval_id, by=by, decision=decision, reason=reason)
-            click.echo(
-                json.dumps(approval_json(approval), indent=2) if fmt == "json" else format_decision(approval)
-            )
+            click.echo(json.dumps(approval_json(approval), indent=2) if fmt == "json" else format_decision(approval))
 
     return command
 
@@ -144,9 +187,7 @@ def outbox_list(agent: str | None, status: str, fmt: str) -> None:
 
     with _ClearErrors():
         found = _control_plane().outbox.find(status=None if status == "all" else status, agent=agent)
-        click.echo(
-            json.dumps([entry_json(e) for e in found], indent=2) if fmt == "json" else format_entries(found)
-        )
+        click.echo(json.dumps([entry_json(e) for e in found], indent=2) if fmt == "json" else format_entries(found))
 
 
 @outbox.command("retry")
@@ -162,6 +203,40 @@ def outbox_retry(keys: tuple[str, ...], retry_all: bool, fmt: str) -> None:
             raise click.UsageError("give idempotency keys (or unique prefixes of them), or --all")
         results = retry_deliveries(FoureyesSettings.from_env(), list(keys) if keys else None)
         click.echo(json.dumps(results, indent=2) if fmt == "json" else format_deliveries(results))
+
+
+@main.group()
+def lineage() -> None:
+    """Receive lineage from jobs outside Dagster (Spark, Airflow, dbt) into the same store."""
+
+
+@lineage.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+def lineage_serve(host: str, port: int) -> None:
+    """Answer POST /api/v1/lineage (as Marquez does) and store every event received."""
+    from agent_assets.lineage_receiver import LINEAGE_PATH, make_server
+
+    server = make_server(_control_plane().lineage_store, host, port)
+    click.echo(f"receiving OpenLineage events on http://{host}:{server.server_port}{LINEAGE_PATH} (Ctrl-C stops)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+@lineage.command("ingest")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def lineage_ingest(files: tuple[Path, ...]) -> None:
+    """Store the events of files (JSON lines, a JSON array, or one JSON object each)."""
+    from agent_assets.lineage_receiver import ingest, read_events
+
+    store = _control_plane().lineage_store
+    with _ClearErrors():
+        for path in files:
+            click.echo(f"{path}: {ingest(store, read_events(path))} event(s) stored")
 
 
 def _control_plane():

@@ -49,12 +49,12 @@ def build_resources(settings: FoureyesSettings) -> dict[str, object]:
                 ModelBackend(name="local_policy", kind="local_policy"),
             ],
         ),
-        "lineage": OpenLineageResource(control_url=settings.control_url, namespace=settings.namespace),
+        "lineage": OpenLineageResource(
+            control_url=settings.control_url, namespace=settings.namespace, mode=settings.lineage_mode
+        ),
         "market_feed": MarketFeedResource(faults=settings.faults),
         "books": SqlBooksTarget(url=settings.warehouse_url, table="risk_actions"),
-        "collateral_system": _target(
-            settings.collateral_system_url, settings.warehouse_url, "margin_calls_issued"
-        ),
+        "collateral_system": _target(settings.collateral_system_url, settings.warehouse_url, "margin_calls_issued"),
         "order_system": _target(settings.order_system_url, settings.warehouse_url, "orders"),
     }
 
@@ -63,9 +63,7 @@ def _target(url: str | None, books_url: str, table: str) -> ActionTarget:
     return HttpToolTarget(url=url) if url else SqlBooksTarget(url=books_url, table=table)
 
 
-def build_definitions(
-    settings: FoureyesSettings, overrides: Mapping[str, object] | None = None
-) -> dg.Definitions:
+def build_definitions(settings: FoureyesSettings, overrides: Mapping[str, object] | None = None) -> dg.Definitions:
     """The code location; ``overrides`` replaces resources by key (another model chain, target...)."""
     agents = dg.AssetSelection.groups(*AGENTS)
     market_data = dg.define_asset_job(

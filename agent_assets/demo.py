@@ -21,7 +21,8 @@ from agent_assets.calendar import business_days_ending
 from agent_assets.daily_run import run_business_day
 from agent_assets.definitions import AGENTS, DAILY_JOB, MARKET_DATA_JOB, build_definitions
 from agent_assets.faults import parse_faults
-from agent_assets.trace import Trace, format_trace, trace
+from agent_assets.trace import Trace, trace
+from agent_assets.trace_format import format_text
 from resources.control_plane import ControlPlaneResource
 from resources.decision_log import APPROVED, PENDING, REJECTED
 from resources.errors import FoureyesError
@@ -29,7 +30,7 @@ from resources.receipts import EXECUTED
 from resources.settings import FoureyesSettings
 from resources.warehouse import SqlWarehouseResource
 
-TRACED_AGENT = "var_risk"
+TRACED = ("var_risk_proposals", "holdings")  # an agent output, and a derived asset with no fallback
 SHOWN_REJECTIONS = 6
 
 
@@ -100,16 +101,15 @@ def run_demo(
         if day.failed_steps():
             notes.append("failed: " + ", ".join(day.failed_steps()))
         days_of_agents = tuple(_agent_day(control, agent, partition, day.agents.run_id) for agent in AGENTS)
-        runs.append(
-            RunOutcome(partition, day.agents.run_id, day.agents.success, "; ".join(notes), days_of_agents)
-        )
+        runs.append(RunOutcome(partition, day.agents.run_id, day.agents.success, "; ".join(notes), days_of_agents))
     traces = []
     warehouse = SqlWarehouseResource(url=settings.warehouse_url)
     for partition in sorted({f.partition for f in injected}):
-        try:
-            traces.append(trace(control.lineage_store, warehouse, f"{TRACED_AGENT}_proposals", partition))
-        except FoureyesError:
-            continue  # the output was never built (e.g. the input was missing): nothing to trace
+        for asset in TRACED:
+            try:
+                traces.append(trace(control.lineage_store, warehouse, asset, partition, quality=control.quality))
+            except FoureyesError:
+                continue  # the output was never built (e.g. the input was missing): nothing to trace
     return DemoSummary(
         warehouse_url=settings.warehouse_url,
         control_url=settings.control_url,
@@ -193,11 +193,7 @@ def format_summary(summary: DemoSummary) -> str:
             hidden = len(rejected) - SHOWN_REJECTIONS
             lines.append(f"  ... {hidden} more in the decision log (and the business_rules check metadata)")
     for item in summary.traces:
-        lines += [
-            "",
-            f"Trace of the output built on the faulty partition {item.partition}:",
-            format_trace(item),
-        ]
+        lines += ["", f"Trace of {item.root.label}, built on the faulty day:", format_text(item)]
     pending = sum(d.pending for run in summary.runs for d in run.agents)
     lines += [
         "",

@@ -49,17 +49,13 @@ class Executable:
     note: str
 
 
-def executable_decisions(
-    control_plane: ControlPlaneResource, agent: str, partition: str, version: str
-) -> Executable:
+def executable_decisions(control_plane: ControlPlaneResource, agent: str, partition: str, version: str) -> Executable:
     """The approved (or granted), actionable decisions of the latest supervision of exactly this version."""
     supervision = control_plane.decision_log.supervision(agent, partition, version)
     if supervision is None:
         return Executable((), 0, f"no supervision of proposals version {version[:12]}: nothing executed")
     if supervision.blocked:
-        return Executable(
-            (), 0, f"batch blocked by the supervisor ({supervision.block_reason}): nothing executed"
-        )
+        return Executable((), 0, f"batch blocked by the supervisor ({supervision.block_reason}): nothing executed")
     decisions = control_plane.decision_log.of_supervision(
         supervision.supervision_id, verdicts=(APPROVED, PENDING), exclude_action=HOLD
     )
@@ -135,9 +131,7 @@ def deliver_partition(
     return rows, executable
 
 
-def deliver(
-    control_plane: ControlPlaneResource, entry: OutboxEntry, target: ActionTarget, run_id: str | None
-) -> dict:
+def deliver(control_plane: ControlPlaneResource, entry: OutboxEntry, target: ActionTarget, run_id: str | None) -> dict:
     """One delivery attempt of a leased entry: receipt on confirmation, queue or fail otherwise."""
     outbox = control_plane.outbox
     action = Action(
@@ -211,9 +205,7 @@ def actions_asset(
         counts = actions["status"].value_counts().to_dict()
         queued = int(counts.get(RETRY_LATER, 0) + counts.get(WAITING, 0))
         if queued:
-            context.log.warning(
-                f"{queued} action(s) queued in the outbox: the target did not confirm them yet"
-            )
+            context.log.warning(f"{queued} action(s) queued in the outbox: the target did not confirm them yet")
         return versioned_output(
             actions,
             **{

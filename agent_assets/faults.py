@@ -2,10 +2,10 @@
 
 Every fallback and every supervisor verdict should be demonstrable and testable, so the
 market-data assets accept faults, either in run config (``fault: outliers`` on the
-``market_prices`` op, for the partition being run) or from the environment, read once where
+``vendor_prices`` op, for the partition being run) or from the environment, read once where
 Definitions are built::
 
-    FOUREYES_FAULTS="market_prices:2026-11-18=outliers;positions:2026-11-19=missing"
+    FOUREYES_FAULTS="vendor_prices:2026-11-18=outliers;positions:2026-11-19=missing"
 
 Kinds: ``missing`` (the partition is not delivered), ``nan_prices`` and ``zero_prices``
 (some latest prices are NaN or 0), ``stale`` (yesterday's file delivered again),
@@ -32,7 +32,7 @@ MISSING, NAN_PRICES, ZERO_PRICES, STALE, OUTLIERS, SCHEMA_DRIFT = (
     "schema_drift",
 )
 FAULT_KINDS = (MISSING, NAN_PRICES, ZERO_PRICES, STALE, OUTLIERS, SCHEMA_DRIFT)
-FAULTABLE_ASSETS = ("positions", "market_prices", "exposures", "collateral")
+FAULTABLE_ASSETS = ("positions", "vendor_prices", "exposures", "collateral")
 PRICE_ONLY = (NAN_PRICES, ZERO_PRICES, OUTLIERS, SCHEMA_DRIFT)
 OUTLIER_FACTOR = 25.0
 
@@ -50,15 +50,15 @@ class Fault:
             raise FaultSpecError(
                 f"cannot inject faults into {self.asset!r}; faultable assets: {', '.join(FAULTABLE_ASSETS)}"
             )
-        if self.kind in PRICE_ONLY and self.asset != "market_prices":
-            raise FaultSpecError(f"fault {self.kind!r} applies to market_prices only, not {self.asset!r}")
+        if self.kind in PRICE_ONLY and self.asset != "vendor_prices":
+            raise FaultSpecError(f"fault {self.kind!r} applies to vendor_prices only, not {self.asset!r}")
 
 
 def parse_faults(spec: str) -> tuple[Fault, ...]:
     """Parse ``asset:partition=kind`` items separated by ``;`` or ``,``.
 
     Examples:
-        >>> parse_faults("market_prices:2026-11-18=outliers")
+        >>> parse_faults("vendor_prices:2026-11-18=outliers")
         (Fault(asset='market_prices', partition='2026-11-18', kind='outliers'),)
     """
     faults = []
@@ -67,8 +67,7 @@ def parse_faults(spec: str) -> tuple[Fault, ...]:
         asset, colon, partition = target.partition(":")
         if not (sep and colon and asset and partition and kind):
             raise FaultSpecError(
-                f"cannot read fault {item!r}: expected 'asset:partition=kind', e.g. "
-                "'market_prices:2026-11-18=outliers'"
+                f"cannot read fault {item!r}: expected 'asset:partition=kind', e.g. 'vendor_prices:2026-11-18=outliers'"
             )
         faults.append(Fault(asset.strip(), partition.strip(), kind.strip()))
     return tuple(faults)

@@ -69,8 +69,7 @@ MARGIN_RULES = (
         expression="amount >= csa_mta",
         when={"action": [CALL, RETURN]},
         joins=(_CSA,),
-        message="{counterparty_id}: {action} of {amount:,.0f} is below the minimum transfer amount "
-        "{csa_mta:,.0f}",
+        message="{counterparty_id}: {action} of {amount:,.0f} is below the minimum transfer amount {csa_mta:,.0f}",
     ),
     Expression(
         id="call_within_credit_support",
@@ -170,10 +169,7 @@ def escalate_everything(ctx: ProposalContext) -> pd.DataFrame:
 
 
 def _rationale(row) -> str:
-    head = (
-        f"exposure {row.exposure:,.0f} vs threshold {row.threshold:,.0f}, "
-        f"collateral held {row.collateral_held:,.0f}"
-    )
+    head = f"exposure {row.exposure:,.0f} vs threshold {row.threshold:,.0f}, collateral held {row.collateral_held:,.0f}"
     if row.action == CALL:
         return f"{head}: call {row.amount:,.0f} (rounded up to {row.rounding:,.0f})"
     if row.action == RETURN:

@@ -1,9 +1,12 @@
 """Market-data assets: reference data and daily partitions from the synthetic market.
 
-``instruments`` and ``portfolios`` are reference tables; ``positions`` and ``market_prices``
-are business-day partitioned. Each can be broken on purpose (see ``agent_assets.faults``)
-through run config or ``FOUREYES_FAULTS``.
+Reference tables (instruments, portfolios, CSA terms, policies) are unpartitioned; the feeds
+(positions, vendor_prices, exposures, collateral) and what is derived from them
+(market_prices, holdings) are business-day partitioned. Each feed can be broken on purpose
+(see ``agent_assets.faults``) through run config or ``FOUREYES_FAULTS``.
 """
+
+from dataclasses import replace
 
 import dagster as dg
 from pydantic import Field
@@ -14,10 +17,11 @@ from agent_assets.faults import FAULT_KINDS, corrupt, fault_for, parse_faults
 from agent_assets.step_lineage import open_step, read_recorded
 from resources.asset_inputs import require_columns
 from resources.errors import MissingFeedError
-from resources.lineage import LINEAGE_HOOKS, OpenLineageResource
+from resources.lineage import LINEAGE_HOOKS, LineageDataset, OpenLineageResource
 from resources.warehouse import SqlWarehouseResource, versioned_output
 
 GROUP = "market_data"
+VENDOR_FILE = LineageDataset(namespace="sftp://vendor.example", name="eod/prices")  # outside Dagster
 REFERENCE_GROUP = "reference_data"
 
 
@@ -29,7 +33,7 @@ class MarketFeedResource(dg.ConfigurableResource):
 
             defs = dg.Definitions(
                 assets=market_data_assets,
-                resources={"market_feed": MarketFeedResource(faults="market_prices:2026-11-18=outliers")},
+                resources={"market_feed": MarketFeedResource(faults="vendor_prices:2026-11-18=outliers")},
             )
     """
 
@@ -62,9 +66,7 @@ def _reference_asset(name: str, build, description: str) -> dg.AssetsDefinition:
         hooks=LINEAGE_HOOKS,
         description=description,
     )
-    def _asset(
-        context: dg.AssetExecutionContext, warehouse: SqlWarehouseResource, lineage: OpenLineageResource
-    ):
+    def _asset(context: dg.AssetExecutionContext, warehouse: SqlWarehouseResource, lineage: OpenLineageResource):
         open_step(context, lineage, warehouse)
         return versioned_output(build())
 
@@ -72,23 +74,15 @@ def _reference_asset(name: str, build, description: str) -> dg.AssetsDefinition:
 
 
 REFERENCE_ASSETS = [
-    _reference_asset(
-        "instruments", synthetic_market.instruments, "Instrument master: issuer, sector, asset class."
-    ),
-    _reference_asset(
-        "portfolios", synthetic_market.portfolios, "Client portfolios and their 1-day 99% VaR limits."
-    ),
+    _reference_asset("instruments", synthetic_market.instruments, "Instrument master: issuer, sector, asset class."),
+    _reference_asset("portfolios", synthetic_market.portfolios, "Client portfolios and their 1-day 99% VaR limits."),
     _reference_asset(
         "counterparties",
         synthetic_market.counterparties,
         "Derivative counterparties and their CSA terms: threshold, minimum transfer amount, rounding.",
     ),
-    _reference_asset(
-        "target_weights", synthetic_market.target_weights, "Model portfolio weights per mandate."
-    ),
-    _reference_asset(
-        "restricted_list", synthetic_market.restricted_list, "Instruments no portfolio may buy."
-    ),
+    _reference_asset("target_weights", synthetic_market.target_weights, "Model portfolio weights per mandate."),
+    _reference_asset("restricted_list", synthetic_market.restricted_list, "Instruments no portfolio may buy."),
     _reference_asset(
         "investment_policies",
         synthetic_market.investment_policies,
@@ -102,7 +96,9 @@ REFERENCE_ASSETS = [
 ]
 
 
-def _feed_asset(name: str, build, description: str) -> dg.AssetsDefinition:
+def _feed_asset(name: str, build, description: str, source: LineageDataset | None = None) -> dg.AssetsDefinition:
+    """A daily feed; ``source`` names, for lineage, where the feed comes from outside Dagster."""
+
     @dg.asset(
         name=name,
         partitions_def=BUSINESS_DAYS,
@@ -119,7 +115,9 @@ def _feed_asset(name: str, build, description: str) -> dg.AssetsDefinition:
         market_feed: MarketFeedResource,
     ):
         partition = context.partition_key
-        open_step(context, lineage, warehouse)
+        step = open_step(context, lineage, warehouse)
+        if step is not None and source is not None:
+            step.read(replace(source, partition=partition))
         fault = market_feed.fault(name, partition, config.fault)
         frame = build(partition)
         if fault:
@@ -135,15 +133,36 @@ def _feed_asset(name: str, build, description: str) -> dg.AssetsDefinition:
     return _asset
 
 
-positions = _feed_asset(
-    "positions", synthetic_market.positions, "End-of-day positions per portfolio (quantities)."
-)
-market_prices = _feed_asset(
-    "market_prices",
+positions = _feed_asset("positions", synthetic_market.positions, "End-of-day positions per portfolio (quantities).")
+vendor_prices = _feed_asset(
+    "vendor_prices",
     synthetic_market.price_history,
-    f"End-of-day price file: each instrument's closes over the last "
+    f"The price vendor's end-of-day file as delivered: each instrument's closes over the last "
     f"{synthetic_market.LOOKBACK_DAYS} business days.",
+    source=VENDOR_FILE,
 )
+
+
+@dg.asset(
+    partitions_def=BUSINESS_DAYS,
+    group_name=GROUP,
+    kinds={"python", "pandas"},
+    hooks=LINEAGE_HOOKS,
+    deps=[vendor_prices],
+    description="Standardised end-of-day prices: the vendor file, typed, sorted and deduplicated.",
+)
+def market_prices(context: dg.AssetExecutionContext, warehouse: SqlWarehouseResource, lineage: OpenLineageResource):
+    step = open_step(
+        context,
+        lineage,
+        warehouse,
+        column_lineage={c: [(vendor_prices.key, c)] for c in ("instrument_id", "price_date", "close", "currency")},
+    )
+    delivered = read_recorded(step, warehouse, vendor_prices.key, context.partition_key).frame
+    keys = [c for c in ("instrument_id", "price_date") if c in delivered.columns]
+    standard = delivered.drop_duplicates(keys, keep="last") if keys else delivered
+    return versioned_output(standard.sort_values(keys).reset_index(drop=True) if keys else standard)
+
 
 exposures = _feed_asset("exposures", synthetic_market.exposures, "Mark-to-market exposure per counterparty.")
 collateral = _feed_asset("collateral", synthetic_market.collateral, "Collateral held per counterparty.")
@@ -157,10 +176,19 @@ collateral = _feed_asset("collateral", synthetic_market.collateral, "Collateral 
     deps=[positions, market_prices],
     description="Market value of every position at the close: positions x latest prices.",
 )
-def holdings(
-    context: dg.AssetExecutionContext, warehouse: SqlWarehouseResource, lineage: OpenLineageResource
-):
-    step = open_step(context, lineage, warehouse)
+def holdings(context: dg.AssetExecutionContext, warehouse: SqlWarehouseResource, lineage: OpenLineageResource):
+    step = open_step(
+        context,
+        lineage,
+        warehouse,
+        column_lineage={
+            "portfolio_id": [(positions.key, "portfolio_id")],
+            "instrument_id": [(positions.key, "instrument_id")],
+            "quantity": [(positions.key, "quantity")],
+            "price": [(market_prices.key, "close")],
+            "market_value": [(positions.key, "quantity"), (market_prices.key, "close")],
+        },
+    )
     held = read_recorded(step, warehouse, positions.key, context.partition_key).frame
     prices = read_recorded(step, warehouse, market_prices.key, context.partition_key).frame
     require_columns(prices, "market_prices", ["instrument_id", "price_date", "close"])
@@ -173,4 +201,12 @@ def holdings(
     )
 
 
-MARKET_DATA_ASSETS = [*REFERENCE_ASSETS, positions, market_prices, exposures, collateral, holdings]
+MARKET_DATA_ASSETS = [
+    *REFERENCE_ASSETS,
+    positions,
+    vendor_prices,
+    market_prices,
+    exposures,
+    collateral,
+    holdings,
+]

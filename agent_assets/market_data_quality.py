@@ -44,8 +44,7 @@ def _no_missing(column: str, positive: bool, latest_only: str | None = None):
         if bad.any():
             return (
                 False,
-                f"{int(bad.sum())} {'missing or non-positive' if positive else 'missing or negative'} "
-                f"{column}(s)",
+                f"{int(bad.sum())} {'missing or non-positive' if positive else 'missing or negative'} {column}(s)",
             )
         return True, f"no missing {column}"
 
@@ -72,36 +71,36 @@ def _no_outliers(frame: pd.DataFrame, _partition: str, _refs) -> tuple[bool, str
     return True, f"every latest move within {OUTLIER_Z:.0f} sigma"
 
 
-MARKET_PRICES_QUALITY = InputQuality(
-    "market_prices",
-    assertions=(
-        QualityAssertion(
-            "schema",
-            "The price file has instrument_id, price_date and close.",
-            _has_columns("instrument_id", "price_date", "close"),
-        ),
-        QualityAssertion(
-            "completeness",
-            "Every instrument has a close on the partition's day.",
-            _covers("instrument_id", "instruments", "instrument_id", latest_only="price_date"),
-        ),
-        QualityAssertion(
-            "no_missing_prices",
-            "No latest close is missing, zero or negative.",
-            _no_missing("close", positive=True, latest_only="price_date"),
-            column="close",
-        ),
-        QualityAssertion(
-            "no_outliers",
-            f"No latest move beyond {OUTLIER_Z:.0f} robust sigma.",
-            _no_outliers,
-            column="close",
-        ),
-        QualityAssertion(
-            "freshness", "The file's latest prices are the partition's day.", _fresh("price_date")
-        ),
+PRICE_FILE_ASSERTIONS = (
+    QualityAssertion(
+        "schema",
+        "The price file has instrument_id, price_date and close.",
+        _has_columns("instrument_id", "price_date", "close"),
     ),
-    references=(AssetInput("instruments", partitioned=False),),
+    QualityAssertion(
+        "completeness",
+        "Every instrument has a close on the partition's day.",
+        _covers("instrument_id", "instruments", "instrument_id", latest_only="price_date"),
+    ),
+    QualityAssertion(
+        "no_missing_prices",
+        "No latest close is missing, zero or negative.",
+        _no_missing("close", positive=True, latest_only="price_date"),
+        column="close",
+    ),
+    QualityAssertion(
+        "no_outliers",
+        f"No latest move beyond {OUTLIER_Z:.0f} robust sigma.",
+        _no_outliers,
+        column="close",
+    ),
+    QualityAssertion("freshness", "The file's latest prices are the partition's day.", _fresh("price_date")),
+)
+VENDOR_PRICES_QUALITY = InputQuality(
+    "vendor_prices", PRICE_FILE_ASSERTIONS, references=(AssetInput("instruments", partitioned=False),)
+)
+MARKET_PRICES_QUALITY = InputQuality(
+    "market_prices", PRICE_FILE_ASSERTIONS, references=(AssetInput("instruments", partitioned=False),)
 )
 
 POSITIONS_QUALITY = InputQuality(
@@ -170,7 +169,13 @@ COLLATERAL_QUALITY = InputQuality(
     references=(AssetInput("counterparties", partitioned=False),),
 )
 
-FEED_QUALITY = (MARKET_PRICES_QUALITY, POSITIONS_QUALITY, EXPOSURES_QUALITY, COLLATERAL_QUALITY)
+FEED_QUALITY = (
+    VENDOR_PRICES_QUALITY,
+    MARKET_PRICES_QUALITY,
+    POSITIONS_QUALITY,
+    EXPOSURES_QUALITY,
+    COLLATERAL_QUALITY,
+)
 
 
 def feed(asset: str, max_staleness: int = 3) -> AssetInput:

@@ -47,9 +47,7 @@ def format_entries(entries: list[OutboxEntry]) -> str:
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] for r in rows
-    )
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] for r in rows)
 
 
 def retry_deliveries(settings: FoureyesSettings, keys: list[str] | None) -> list[dict]:
@@ -59,35 +57,25 @@ def retry_deliveries(settings: FoureyesSettings, keys: list[str] | None) -> list
     resources = build_definitions(settings).resources
     candidates = [e for e in control.outbox.find() if e.status in (QUEUED, FAILED, DELIVERING)]
     chosen = (
-        candidates
-        if keys is None
-        else [e for e in candidates if any(e.idempotency_key.startswith(k) for k in keys)]
+        candidates if keys is None else [e for e in candidates if any(e.idempotency_key.startswith(k) for k in keys)]
     )
     if keys is not None and not chosen:
-        raise FoureyesError(
-            f"no queued or failed outbox entry matches {keys}; `foureyes outbox list --status all`"
-        )
+        raise FoureyesError(f"no queued or failed outbox entry matches {keys}; `foureyes outbox list --status all`")
     control.outbox.retry_now([e.idempotency_key for e in chosen])
     results = []
     for entry in chosen:
         current = warehouse.partition_record(f"{entry.agent}_proposals", entry.partition)
-        executable = executable_decisions(
-            control, entry.agent, entry.partition, current.version if current else ""
-        )
+        executable = executable_decisions(control, entry.agent, entry.partition, current.version if current else "")
         if entry.proposal_id not in {d.proposal_id for d in executable.decisions} or (
             current is None or current.version != entry.proposals_version
         ):
-            control.outbox.cancel(
-                entry.idempotency_key, "no longer approved for the current proposals version"
-            )
+            control.outbox.cancel(entry.idempotency_key, "no longer approved for the current proposals version")
             results.append({**entry_json(entry), "result": "cancelled"})
             continue
         if not control.outbox.lease(entry.idempotency_key, run_id=None, force=True):
             results.append({**entry_json(entry), "result": "in flight elsewhere"})
             continue
-        outcome = deliver(
-            control, control.outbox.get(entry.idempotency_key), resources[entry.target], run_id=None
-        )
+        outcome = deliver(control, control.outbox.get(entry.idempotency_key), resources[entry.target], run_id=None)
         results.append(
             {
                 **entry_json(control.outbox.get(entry.idempotency_key)),

@@ -38,9 +38,7 @@ TRADE_COLUMNS = [
 ]
 DRIFT_BAND = 0.015
 MOMENTUM_TILT = 0.005
-_CLIENT = Join(
-    table="portfolios", on={"portfolio_id": "portfolio_id"}, columns={"client_id": "ref_client_id"}
-)
+_CLIENT = Join(table="portfolios", on={"portfolio_id": "portfolio_id"}, columns={"client_id": "ref_client_id"})
 _POLICY = Join(
     table="investment_policies",
     on={"ref_client_id": "client_id"},
@@ -101,8 +99,7 @@ REBALANCING_RULES = (
         reference_columns=("client_id", "sector"),
         when={"action": BUY},
         joins=(_CLIENT, _SECTOR),
-        message="{portfolio_id}: buy of {instrument_id} refused: "
-        "client {ref_client_id} excludes {ref_sector}",
+        message="{portfolio_id}: buy of {instrument_id} refused: client {ref_client_id} excludes {ref_sector}",
     ),
     ConcentrationLimit(
         id="issuer_concentration",
@@ -110,8 +107,7 @@ REBALANCING_RULES = (
         group_by="issuer",
         limit_column="ips_max_issuer_weight",
         joins=(_CLIENT, _POLICY),
-        message="{portfolio_id}: issuer {group} would be {weight:.1%} of the portfolio "
-        "(policy limit {limit:.0%})",
+        message="{portfolio_id}: issuer {group} would be {weight:.1%} of the portfolio (policy limit {limit:.0%})",
     ),
     ConcentrationLimit(
         id="sector_concentration",
@@ -119,8 +115,7 @@ REBALANCING_RULES = (
         group_by="sector",
         limit_column="ips_max_sector_weight",
         joins=(_CLIENT, _POLICY),
-        message="{portfolio_id}: sector {group} would be {weight:.1%} of the portfolio "
-        "(policy limit {limit:.0%})",
+        message="{portfolio_id}: sector {group} would be {weight:.1%} of the portfolio (policy limit {limit:.0%})",
     ),
     Expression(
         id="max_trade_notional",
@@ -192,10 +187,7 @@ def propose_trades(ctx: ProposalContext) -> pd.DataFrame:
 def _no_trades() -> pd.DataFrame:
     floats = ("current_weight", "target_weight", "price", "trade_value", "confidence")
     return pd.DataFrame(
-        {
-            c: pd.Series(dtype=float if c in floats else "int64" if c == "quantity" else object)
-            for c in TRADE_COLUMNS
-        }
+        {c: pd.Series(dtype=float if c in floats else "int64" if c == "quantity" else object) for c in TRADE_COLUMNS}
     )
 
 

@@ -101,9 +101,7 @@ def outbox_sensor(agents: Sequence[str], minimum_interval_seconds: int = 30) -> 
         due: dict[tuple[str, str], list[str]] = defaultdict(list)
         now = dt.datetime.now(dt.UTC)
         for entry in control_plane.outbox.find(status=QUEUED, due_by=now):
-            if (
-                entry.attempts > 0 and entry.agent in targets
-            ):  # first attempts belong to the run that queued them
+            if entry.attempts > 0 and entry.agent in targets:  # first attempts belong to the run that queued them
                 due[(entry.agent, entry.partition)].append(f"{entry.idempotency_key}:{entry.attempts}")
         return dg.SensorResult(
             run_requests=[

@@ -8,11 +8,11 @@ nothing else of the lineage machinery.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 import dagster as dg
-from openlineage.client.facet_v2 import data_quality_assertions_dataset
+from openlineage.client.facet_v2 import column_lineage_dataset, data_quality_assertions_dataset
 
 from resources.fallback import ServedInput
 from resources.lineage import LineageDataset, OpenLineageResource, StepLineage
@@ -35,11 +35,32 @@ def open_step(
     lineage: OpenLineageResource,
     warehouse: SqlWarehouseResource,
     extra_outputs: Sequence[LineageDataset] = (),
+    column_lineage: Mapping[str, Sequence[tuple[dg.AssetKey, str]]] | None = None,
 ) -> StepLineage | None:
-    """Send START for this asset step; its output is the asset's partition in the warehouse."""
-    partition = context.partition_key if context.has_partition_key else None
-    outputs = [warehouse_dataset(warehouse, context.assets_def.key, partition), *extra_outputs]
-    return lineage.begin_step(context, outputs)
+    """Send START for this asset step; its output is the asset's partition in the warehouse.
+
+    ``column_lineage`` maps an output column to the (input asset, column) pairs it derives
+    from, for the ``columnLineage`` facet.
+    """
+    partitioned = context.assets_def.partitions_def is not None  # an unpartitioned asset in a partitioned run
+    partition = context.partition_key if partitioned and context.has_partition_key else None
+    output = warehouse_dataset(warehouse, context.assets_def.key, partition)
+    if column_lineage:
+        output = replace(output, facets={"columnLineage": _column_lineage(warehouse, column_lineage)})
+    return lineage.begin_step(context, [output, *extra_outputs])
+
+
+def _column_lineage(
+    warehouse: SqlWarehouseResource, derived: Mapping[str, Sequence[tuple[dg.AssetKey, str]]]
+) -> column_lineage_dataset.ColumnLineageDatasetFacet:
+    fields = {}
+    for column, sources in derived.items():
+        inputs = []
+        for key, field in sources:
+            name = warehouse.dataset_name(key)
+            inputs.append(column_lineage_dataset.InputField(namespace=name.namespace, name=name.name, field=field))
+        fields[column] = column_lineage_dataset.Fields(inputFields=inputs)
+    return column_lineage_dataset.ColumnLineageDatasetFacet(fields=fields)
 
 
 def read_recorded(

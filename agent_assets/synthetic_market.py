@@ -100,9 +100,7 @@ def _price_paths() -> np.ndarray:
     sector_of = np.array([SECTORS.index(s) for s in inst["sector"]])
     equity = (inst["asset_class"] == "equity").to_numpy()
     idio = rng.normal(0.0, 1.0, (days, len(inst))) * inst["idio_vol"].to_numpy()
-    returns = (
-        market[:, None] * inst["beta"].to_numpy() + np.where(equity, sector_moves[:, sector_of], 0.0) + idio
-    )
+    returns = market[:, None] * inst["beta"].to_numpy() + np.where(equity, sector_moves[:, sector_of], 0.0) + idio
     returns[0] = 0.0
     return inst["start_price"].to_numpy() * np.exp(np.cumsum(returns, axis=0))
 
@@ -298,6 +296,4 @@ def investment_policies() -> pd.DataFrame:
 @cache
 def policy_exclusions() -> pd.DataFrame:
     """Sectors a client's policy excludes outright."""
-    return pd.DataFrame(
-        {"client_id": ["C003", "C003", "C001"], "sector": ["Energy", "Materials", "Materials"]}
-    )
+    return pd.DataFrame({"client_id": ["C003", "C003", "C001"], "sector": ["Energy", "Materials", "Materials"]})

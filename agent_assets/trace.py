@@ -1,8 +1,15 @@
-"""The trace: from one output partition back to the input partitions and versions it was built from.
+"""The trace: from one output partition back to the input partitions, versions and runs that made it.
 
-It reads the lineage store (COMPLETE events indexed by dataset, partition and version), so
-the answer is exactly what the producing step recorded as served — not the latest version
-of each input, and not the whole input table.
+It walks the lineage store — every event kept whole, its datasets indexed by (namespace,
+name, partition, version) — so each hop is two indexed lookups, and the cost of a trace
+grows with the size of the answer, not of the store. Each hop says which partition was
+requested and which was served, the version read and whether it is still current, the
+quality assertions of that partition, its staleness, and the run that produced it. Suspects
+are marked: failed assertions, fallbacks, versions rewritten after the output read them,
+failed latest attempts. The trace ends with a one-line root cause.
+
+``downstream`` answers the opposite question: every output partition that consumed a given
+input partition (the blast radius of a bad one).
 """
 
 from __future__ import annotations
@@ -12,94 +19,280 @@ from dataclasses import asdict, dataclass, field
 import dagster as dg
 
 from resources.errors import LineageNotFoundError
-from resources.lineage_store import INPUT, LineageStore, StoredEvent, dataset_refs
+from resources.lineage_store import INPUT, OUTPUT, LineageStore, StoredEvent, dataset_refs
+from resources.partition_quality import QualityLedger
 from resources.warehouse import UNPARTITIONED, SqlWarehouseResource
 
 
-@dataclass(frozen=True)
-class TraceInput:
+@dataclass
+class Hop:
+    """One dataset partition in a trace, and how the step above it saw it."""
+
     dataset: str
     namespace: str
     name: str
     partition: str | None
+    requested: str | None
     version: str | None
+    current_version: str | None = None
+    assertions: list[dict] = field(default_factory=list)
+    staleness: str = ""
+    run_id: str | None = None
+    job: str | None = None
+    status: str | None = None
+    completed_at: str | None = None
+    suspects: list[str] = field(default_factory=list)
+    inputs: list[Hop] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        partition = "whole table" if self.partition in (None, UNPARTITIONED) else self.partition
+        return f"{self.dataset}[{partition}]"
+
+    def failed_assertions(self) -> list[str]:
+        return [a["assertion"] for a in self.assertions if not a.get("success", True)]
+
+    def walk(self, path: tuple[Hop, ...] = ()):
+        """Every hop below (and including) this one, with the path from the root to it."""
+        here = (*path, self)
+        yield self, here
+        for child in self.inputs:
+            yield from child.walk(here)
+
+
+@dataclass
+class Trace:
+    root: Hop
+    root_cause: str
+
+    def to_json(self) -> dict:
+        return {"root_cause": self.root_cause, "trace": asdict(self.root)}
 
 
 @dataclass(frozen=True)
-class Trace:
-    asset: str
-    partition: str
-    namespace: str
-    name: str
+class Impact:
+    """An output partition that consumed (directly or not) the partition asked about."""
+
+    dataset: str
+    partition: str | None
     version: str | None
-    run_id: str
     job: str
-    completed_at: str
-    inputs: tuple[TraceInput, ...] = field(default_factory=tuple)
-
-    def to_json(self) -> dict:
-        return asdict(self)
+    run_id: str
+    depth: int
+    via: str
 
 
-def trace(store: LineageStore, warehouse: SqlWarehouseResource, asset: str, partition: str | None) -> Trace:
-    """The inputs (dataset, partition, version) the latest write of ``asset[partition]`` read.
+def trace(
+    store: LineageStore,
+    warehouse: SqlWarehouseResource,
+    asset: str,
+    partition: str | None,
+    *,
+    quality: QualityLedger | None = None,
+    depth: int | None = None,
+    version: str | None = None,
+) -> Trace:
+    """Walk back from ``asset[partition]`` (the version written last, or ``version``) to its sources.
 
     Raises:
-        LineageNotFoundError: no completed run ever wrote that partition.
+        LineageNotFoundError: no completed run wrote that partition (or that version of it).
     """
-    key = dg.AssetKey.from_user_string(asset)
-    dataset = warehouse.dataset_name(key)
-    partition_key = partition or UNPARTITIONED
-    writers = store.writers_of(dataset.namespace, dataset.name, partition_key)
+    dataset = warehouse.dataset_name(dg.AssetKey.from_user_string(asset))
+    return trace_dataset(
+        store,
+        dataset.namespace,
+        dataset.name,
+        partition or UNPARTITIONED,
+        quality=quality,
+        depth=depth,
+        version=version,
+        label=asset,
+    )
+
+
+def trace_dataset(
+    store: LineageStore,
+    namespace: str,
+    name: str,
+    partition: str | None,
+    *,
+    quality: QualityLedger | None = None,
+    depth: int | None = None,
+    version: str | None = None,
+    label: str | None = None,
+) -> Trace:
+    """``trace`` for any dataset on record, ours or another producer's, named as OpenLineage names it."""
+    label = label or f"{namespace}/{name}"
+    writers = store.writers_of(namespace, name, partition)
     if not writers:
         raise LineageNotFoundError(
-            f"no completed run wrote {asset} partition {partition_key} "
-            f"(dataset {dataset.namespace}/{dataset.name}); materialise it first, or check the asset key"
+            f"no completed run wrote {label} partition {partition} "
+            f"(dataset {namespace}/{name}); materialise it first, or check the asset key"
         )
-    event = writers[0]
-    return Trace(
-        asset=key.to_user_string(),
-        partition=partition_key,
-        namespace=dataset.namespace,
-        name=dataset.name,
-        version=_output_version(event, dataset.namespace, dataset.name),
-        run_id=event.run_id,
-        job=event.job_name,
-        completed_at=event.event_time,
-        inputs=tuple(
-            TraceInput(_asset_of(r.name), r.namespace, r.name, r.partition, r.version)
-            for r in dataset_refs(event.payload)
-            if r.direction == INPUT
-        ),
-    )
+    if version is not None and not any(_output_version(w, namespace, name) == version for w in writers):
+        raise LineageNotFoundError(f"no completed run wrote version {version[:12]} of {label} partition {partition}")
+    walker = _Walker(store, quality, depth)
+    root = walker.hop(namespace, name, partition, partition, version, {}, level=0)
+    return Trace(root, root_cause(root))
+
+
+def downstream(
+    store: LineageStore,
+    warehouse: SqlWarehouseResource,
+    asset: str,
+    partition: str | None,
+    *,
+    depth: int | None = None,
+) -> list[Impact]:
+    """Every output partition built, directly or through others, on ``asset[partition]``."""
+    dataset = warehouse.dataset_name(dg.AssetKey.from_user_string(asset))
+    start = (dataset.namespace, dataset.name, partition or UNPARTITIONED)
+    seen = {start}
+    frontier = [(start, _asset_of(dataset.namespace, dataset.name))]
+    impacts: list[Impact] = []
+    level = 0
+    while frontier and (depth is None or level < depth):
+        level += 1
+        next_frontier = []
+        for (namespace, name, part), via in frontier:
+            for event in store.readers_of(namespace, name, part):
+                for ref in dataset_refs(event.payload):
+                    key = (ref.namespace, ref.name, ref.partition)
+                    if ref.direction != OUTPUT or key in seen:
+                        continue
+                    seen.add(key)
+                    label = _asset_of(ref.namespace, ref.name)
+                    impacts.append(Impact(label, ref.partition, ref.version, event.job_name, event.run_id, level, via))
+                    next_frontier.append((key, f"{via} -> {label}[{ref.partition}]"))
+        frontier = next_frontier
+    return impacts
+
+
+def root_cause(root: Hop) -> str:
+    """One line: the most upstream failed partition, else a fallback, else a superseded read."""
+    hops = list(root.walk())
+    failed = [(hop, path) for hop, path in hops if hop.failed_assertions() and hop is not root]
+    if failed:
+        hop, path = max(failed, key=lambda item: len(item[1]))
+        route = " -> ".join(h.label for h in reversed(path[1:-1]))
+        via = f" through {route}" if route else ""
+        return (
+            f"root cause: {hop.label} (version {_short(hop.version)}) failed {', '.join(hop.failed_assertions())}; "
+            f"it reached {root.label}{via}"
+        )
+    fallbacks = [hop for hop, _ in hops if hop.staleness]
+    if fallbacks:
+        hop = fallbacks[0]
+        return f"degraded, not corrupted: {hop.dataset} {hop.staleness}"
+    superseded = [hop for hop, _ in hops if hop.version and hop.current_version and hop.version != hop.current_version]
+    if superseded:
+        hop = superseded[0]
+        return (
+            f"built on a superseded version: {hop.label} was read at {_short(hop.version)}, "
+            f"now {_short(hop.current_version)}"
+        )
+    failed_runs = [hop for hop, _ in hops if hop.status == "FAIL"]
+    if failed_runs:
+        return f"the latest attempt to rebuild {failed_runs[0].label} failed; the output rests on an earlier run"
+    return f"no suspect: every input of {root.label} on record passed its checks and is current"
+
+
+class _Walker:
+    def __init__(self, store: LineageStore, quality: QualityLedger | None, depth: int | None):
+        self.store = store
+        self.quality = quality
+        self.depth = depth
+        self.visited: set[tuple] = set()
+
+    def hop(self, namespace, name, partition, requested, version, read_facets: dict, level: int) -> Hop:
+        hop = Hop(_asset_of(namespace, name), namespace, name, partition, requested, version)
+        fallback = read_facets.get("foureyes_fallback") or {}
+        if fallback.get("stale"):
+            hop.staleness = (
+                f"requested {fallback.get('requestedPartition')}, served {fallback.get('servedPartition')} "
+                f"({fallback.get('ageBusinessDays')} business day(s) old: {fallback.get('reason')})"
+            )
+            hop.suspects.append(f"fallback: {fallback.get('reason')}")
+        hop.assertions = list((read_facets.get("dataQualityAssertions") or {}).get("assertions") or [])
+        attempts = self.store.attempts_on(namespace, name, partition)  # one query: writers and failures
+        writers = [e for e in attempts if e.event_type == "COMPLETE"]
+        producer = None
+        if writers:
+            hop.current_version = _output_version(writers[0], namespace, name)
+            producer = next((w for w in writers if version and _output_version(w, namespace, name) == version), None)
+            producer = producer or (writers[0] if version is None else None)
+            if producer is None:
+                hop.suspects.append(f"version {_short(version)} has no recorded writer")
+            else:
+                hop.version = hop.version or _output_version(producer, namespace, name)
+                self._describe_producer(hop, producer, attempts)
+        if not hop.assertions:
+            hop.assertions = self._ledger_assertions(hop)
+        if hop.failed_assertions():
+            hop.suspects.append("failed " + ", ".join(hop.failed_assertions()))
+        if hop.version and hop.current_version and hop.version != hop.current_version:
+            hop.suspects.append(f"superseded: read {_short(hop.version)}, now {_short(hop.current_version)}")
+        if writers and (self.depth is None or level < self.depth) and producer is not None:
+            key = (namespace, name, partition, hop.version)
+            if key not in self.visited:
+                self.visited.add(key)
+                hop.inputs = [
+                    self.hop(
+                        ds["namespace"],
+                        ds["name"],
+                        _partition_of(ds),
+                        _requested_of(ds),
+                        _version_of(ds),
+                        {**(ds.get("inputFacets") or {}), **(ds.get("facets") or {})},
+                        level + 1,
+                    )
+                    for ds in producer.payload.get("inputs") or []
+                ]
+        return hop
+
+    def _describe_producer(self, hop: Hop, producer: StoredEvent, attempts: list[StoredEvent]) -> None:
+        hop.run_id = producer.run_id
+        hop.job = f"{producer.job_namespace}/{producer.job_name}"
+        hop.completed_at = producer.event_time
+        hop.status = attempts[0].event_type
+        if hop.status == "FAIL":
+            hop.suspects.append(f"latest attempt failed (run {attempts[0].run_id[:8]})")
+
+    def _ledger_assertions(self, hop: Hop) -> list[dict]:
+        if self.quality is None or hop.partition is None:
+            return []
+        record = self.quality.verdict(hop.dataset, hop.partition)
+        if record is None or record.version != hop.version:
+            return []
+        return [a.to_json() for a in record.assertions]
 
 
 def _output_version(event: StoredEvent, namespace: str, name: str) -> str | None:
     for ref in dataset_refs(event.payload):
-        if ref.direction != INPUT and ref.namespace == namespace and ref.name == name:
+        if ref.direction == OUTPUT and ref.namespace == namespace and ref.name == name:
             return ref.version
     return None
 
 
-def _asset_of(dataset_name: str) -> str:
-    """Warehouse tables are named after asset keys (``a__b`` is ``a/b``)."""
-    return dataset_name.rsplit(".", 1)[-1].replace("__", "/")
+def _partition_of(ds: dict) -> str | None:
+    refs = [r for r in dataset_refs({"inputs": [ds]}) if r.direction == INPUT]
+    return refs[0].partition if refs else None
 
 
-def format_trace(result: Trace) -> str:
-    """The trace as a short text tree."""
-    lines = [
-        f"{result.asset} [{result.partition}]  version {_short(result.version)}",
-        f"  written by {result.job}, run {result.run_id[:8]}, completed {result.completed_at}",
-        "  computed from:",
-    ]
-    width = max((len(i.dataset) for i in result.inputs), default=0)
-    for item in result.inputs:
-        part = item.partition if item.partition not in (None, UNPARTITIONED) else "(whole table)"
-        lines.append(f"    {item.dataset:<{width}}  partition {part:<13}  version {_short(item.version)}")
-    if not result.inputs:
-        lines.append("    (no inputs recorded)")
-    return "\n".join(lines)
+def _requested_of(ds: dict) -> str | None:
+    fallback = (ds.get("inputFacets") or {}).get("foureyes_fallback") or {}
+    return fallback.get("requestedPartition") or _partition_of(ds)
+
+
+def _version_of(ds: dict) -> str | None:
+    return ((ds.get("facets") or {}).get("version") or {}).get("datasetVersion")
+
+
+def _asset_of(namespace: str, name: str) -> str:
+    """Warehouse tables are named after asset keys (``a__b`` is ``a/b``); other datasets keep their name."""
+    if namespace.startswith(("sqlite://", "postgres://")):
+        return name.rsplit(".", 1)[-1].replace("__", "/")
+    return f"{namespace}/{name}"
 
 
 def _short(version: str | None) -> str:

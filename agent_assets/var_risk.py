@@ -89,8 +89,7 @@ VAR_RULES = (
         column="utilisation",
         op="<=",
         value=IMPLAUSIBLE_UTILISATION,
-        message="{portfolio_id}: VaR {var_99:,.0f} is {utilisation:.1f}x its limit: "
-        "implausible, check the prices",
+        message="{portfolio_id}: VaR {var_99:,.0f} is {utilisation:.1f}x its limit: implausible, check the prices",
     ),
 )
 
@@ -187,14 +186,10 @@ def _risk_table(risk: pd.DataFrame, ctx: ProposalContext) -> pd.DataFrame:
 
 def _policy_decisions(risk: pd.DataFrame) -> list[dict]:
     """The local deterministic policy: the last link of the model chain."""
-    action = np.select(
-        [risk["breach"], risk["utilisation"] > ESCALATION_LEVEL], [REDUCE, ESCALATE], default=HOLD
-    )
+    action = np.select([risk["breach"], risk["utilisation"] > ESCALATION_LEVEL], [REDUCE, ESCALATE], default=HOLD)
     cut = ((1.0 - 1.0 / risk["utilisation"].where(risk["breach"], 1.0)) + REDUCTION_BUFFER).clip(0.0, 1.0)
     confidence = (0.95 * risk["coverage"] * np.minimum(1.0, risk["observations"] / 60)).clip(0.0, 1.0)
-    decided = risk.assign(
-        action=action, reduction_pct=np.where(risk["breach"], cut, 0.0), confidence=confidence
-    )
+    decided = risk.assign(action=action, reduction_pct=np.where(risk["breach"], cut, 0.0), confidence=confidence)
     return [
         {
             "portfolio_id": r.portfolio_id,
@@ -210,9 +205,7 @@ def _policy_decisions(risk: pd.DataFrame) -> list[dict]:
 def _covers_every_portfolio(answer: dict, risk: pd.DataFrame) -> None:
     named = [d["portfolio_id"] for d in answer["decisions"]]
     if sorted(named) != sorted(risk["portfolio_id"]):
-        raise ValueError(
-            f"decisions cover {sorted(named)}, expected each of {sorted(risk['portfolio_id'])} once"
-        )
+        raise ValueError(f"decisions cover {sorted(named)}, expected each of {sorted(risk['portfolio_id'])} once")
 
 
 def _rationale(row) -> str:

@@ -161,9 +161,7 @@ def main() -> None:
             "postgresql": fresh_database(args.pg_url or start_postgres(), "foureyes_fallback_benchmark"),
         }
         for engine, url in engines.items():
-            print(
-                f"{engine}: recording {args.partitions:,} partitions x {len(ASSETS)} assets ...", flush=True
-            )
+            print(f"{engine}: recording {args.partitions:,} partitions x {len(ASSETS)} assets ...", flush=True)
             fallback, days = populate(url, args.partitions)
             print(f"{engine}: {args.lookups} lookups ...", flush=True)
             rows.append({"engine": engine, **measure(fallback, days, args.lookups)})

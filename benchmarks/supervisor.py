@@ -376,9 +376,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sizes", default="10000,100000,1000000")
-    parser.add_argument(
-        "--materialise", default="10000,100000,1000000", help="sizes for the full runs ('' for none)"
-    )
+    parser.add_argument("--materialise", default="10000,100000,1000000", help="sizes for the full runs ('' for none)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     print("supervisor throughput (schema + 10 rules):", flush=True)

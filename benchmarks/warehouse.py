@@ -121,9 +121,7 @@ def bench_sql(store: SqliteStore | PostgresStore, frame: pd.DataFrame, runs: int
 
     def foureyes() -> None:
         store.reset()
-        seconds, record = timed(
-            "foureyes write_partition", lambda: warehouse.write_partition(ASSET, "p", frame)
-        )
+        seconds, record = timed("foureyes write_partition", lambda: warehouse.write_partition(ASSET, "p", frame))
         times["fw"].append(seconds)
         seconds, stored = timed("foureyes read_partition", lambda: warehouse.read_partition(ASSET, "p"))
         times["fr"].append(seconds)
@@ -136,9 +134,7 @@ def bench_sql(store: SqliteStore | PostgresStore, frame: pd.DataFrame, runs: int
             "pandas to_sql", lambda: frame.to_sql(PANDAS_TABLE, engine, if_exists="replace", index=False)
         )
         times["pw"].append(seconds)
-        seconds, back = timed(
-            "pandas read_sql", lambda: pd.read_sql(sa.text(f"SELECT * FROM {PANDAS_TABLE}"), engine)
-        )
+        seconds, back = timed("pandas read_sql", lambda: pd.read_sql(sa.text(f"SELECT * FROM {PANDAS_TABLE}"), engine))
         times["pr"].append(seconds)
         assert len(back) == len(frame)
 
@@ -147,9 +143,7 @@ def bench_sql(store: SqliteStore | PostgresStore, frame: pd.DataFrame, runs: int
         for step in (foureyes, pandas) if run % 2 == 0 else (pandas, foureyes):
             step()
         store.reset()
-        times["materialize"].append(
-            timed("dg.materialize (write+read)", lambda: materialize(store.url, frame))[0]
-        )
+        times["materialize"].append(timed("dg.materialize (write+read)", lambda: materialize(store.url, frame))[0])
     store.reset()
     return times
 
@@ -215,9 +209,7 @@ def summarise(engine: str, times: dict[str, list[float]]) -> list[dict[str, obje
     return [
         _row(engine, "write", times["fw"], TO_SQL, times["pw"]),
         _row(engine, "read", times["fr"], READ_SQL, times["pr"]),
-        _row(
-            engine, "dg.materialize, write + read", times["materialize"], "to_sql + read_sql", baseline_both
-        ),
+        _row(engine, "dg.materialize, write + read", times["materialize"], "to_sql + read_sql", baseline_both),
     ]
 
 

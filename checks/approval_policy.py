@@ -40,8 +40,7 @@ class ApprovalPolicy:
     def __post_init__(self) -> None:
         if self.four_eyes_above is not None and self.four_eyes_above < self.above:
             raise AgentDefinitionError(
-                f"approval policy {self.id!r}: four_eyes_above ({self.four_eyes_above}) "
-                f"is below above ({self.above})"
+                f"approval policy {self.id!r}: four_eyes_above ({self.four_eyes_above}) is below above ({self.above})"
             )
         if self.expires_after <= dt.timedelta(0):
             raise AgentDefinitionError(f"approval policy {self.id!r}: expires_after must be positive")

@@ -61,9 +61,7 @@ def assess(
     return outcomes
 
 
-def input_quality_checks(
-    quality: InputQuality, partitions_def: dg.PartitionsDefinition
-) -> dg.AssetChecksDefinition:
+def input_quality_checks(quality: InputQuality, partitions_def: dg.PartitionsDefinition) -> dg.AssetChecksDefinition:
     """The asset checks of one input asset, recording each partition's verdict in the ledger.
 
     Examples:
@@ -98,13 +96,9 @@ def input_quality_checks(
     ):
         partition = context.partition_key
         stored = warehouse.read_partition(quality.key, partition)
-        refs = {
-            r.name: warehouse.read_partition(r.key, r.partition(partition)).frame for r in quality.references
-        }
+        refs = {r.name: warehouse.read_partition(r.key, r.partition(partition)).frame for r in quality.references}
         outcomes = assess(quality, stored.frame, partition, refs)
-        control_plane.quality.record(
-            quality.asset, partition, stored.record.version, outcomes, context.run.run_id
-        )
+        control_plane.quality.record(quality.asset, partition, stored.record.version, outcomes, context.run.run_id)
         for outcome in outcomes:
             yield dg.AssetCheckResult(
                 check_name=outcome.assertion,

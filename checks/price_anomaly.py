@@ -42,9 +42,7 @@ class PriceAnomalyReviewer(Reviewer):
         if self.scope == "instrument":
             hits = proposals["instrument_id"].map(flagged)
             reasons = [
-                f"{i}: latest price move is {z:.0f} sigma from its history; likely a bad price"
-                if pd.notna(z)
-                else ""
+                f"{i}: latest price move is {z:.0f} sigma from its history; likely a bad price" if pd.notna(z) else ""
                 for i, z in zip(proposals["instrument_id"], hits, strict=True)
             ]
             return Review(hits.notna(), pd.Series(reasons, index=proposals.index))
@@ -57,9 +55,7 @@ class PriceAnomalyReviewer(Reviewer):
             shown = ", ".join(f"{n} ({_sigma(flagged[n])})" for n in names[:3])
             more = f" and {len(names) - 3} more" if len(names) > 3 else ""
             reasons.append(
-                f"{portfolio} holds {shown}{more}: price moves no market explains; likely bad prices"
-                if names
-                else ""
+                f"{portfolio} holds {shown}{more}: price moves no market explains; likely bad prices" if names else ""
             )
         vetoed = proposals["portfolio_id"].isin(by_portfolio.index)
         return Review(vetoed, pd.Series(reasons, index=proposals.index))

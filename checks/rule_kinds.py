@@ -47,9 +47,7 @@ class Threshold(Rule):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.op not in COMPARATORS:
-            raise AgentDefinitionError(
-                f"rule {self.id!r}: op {self.op!r} is not one of {sorted(COMPARATORS)}"
-            )
+            raise AgentDefinitionError(f"rule {self.id!r}: op {self.op!r} is not one of {sorted(COMPARATORS)}")
 
     def violations(self, proposals: pd.DataFrame, references: References) -> pd.Series:
         values = pd.to_numeric(proposals[self.column], errors="coerce")
@@ -124,9 +122,7 @@ class ConcentrationLimit(Rule):
         portfolio, _ = pd.factorize(
             np.concatenate([proposals["portfolio_id"].to_numpy(), held["portfolio_id"].to_numpy()])
         )
-        instruments = np.concatenate(
-            [proposals["instrument_id"].to_numpy(), held["instrument_id"].to_numpy()]
-        )
+        instruments = np.concatenate([proposals["instrument_id"].to_numpy(), held["instrument_id"].to_numpy()])
         group, group_names = pd.factorize(pd.Series(instruments).map(group_of).to_numpy())
         known = group >= 0
         width = max(len(group_names), 1)
@@ -141,9 +137,7 @@ class ConcentrationLimit(Rule):
             else pd.to_numeric(proposals[self.limit_column], errors="coerce").to_numpy(dtype=float)
         )
         broken = ((trade > 0) & ~(weight <= limit)) | np.isnan(trade)
-        names = np.where(
-            known[:n], np.asarray(group_names, dtype=object).take(np.where(known[:n], group[:n], 0)), None
-        )
+        names = np.where(known[:n], np.asarray(group_names, dtype=object).take(np.where(known[:n], group[:n], 0)), None)
         values = pd.DataFrame({"group": names, "weight": weight, "limit": limit}, index=proposals.index)
         return RuleFinding(pd.Series(broken, index=proposals.index), values)
 
@@ -159,9 +153,7 @@ class Predicate(Rule):
         return pd.Series(np.asarray(self.test(proposals, references), dtype=bool), index=proposals.index)
 
 
-RULE_KINDS: dict[str, type[Rule]] = {
-    k.kind: k for k in (Threshold, Expression, RestrictedList, ConcentrationLimit)
-}
+RULE_KINDS: dict[str, type[Rule]] = {k.kind: k for k in (Threshold, Expression, RestrictedList, ConcentrationLimit)}
 
 
 def rule_from_dict(data: Mapping) -> Rule:

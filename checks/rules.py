@@ -45,9 +45,7 @@ class Join:
     def from_dict(cls, data: Mapping) -> Join:
         on = data["on"] if "on" in data else data.get(True)  # YAML 1.1 reads a bare `on:` as true
         if on is None:
-            raise AgentDefinitionError(
-                f"join on {data.get('table', '?')!r} needs 'on' (the matching columns)"
-            )
+            raise AgentDefinitionError(f"join on {data.get('table', '?')!r} needs 'on' (the matching columns)")
         on = {on: on} if isinstance(on, str) else dict(on)
         return cls(table=data["table"], on=on, columns=dict(data["columns"]))
 
@@ -57,9 +55,7 @@ class Join:
     def apply(self, column: Callable[[str], object], references: References) -> dict[str, np.ndarray]:
         """The looked-up columns, aligned to the proposals; ``column(name)`` reads a proposal column."""
         if self.table not in references:
-            raise AgentDefinitionError(
-                f"join needs reference table {self.table!r}; have {sorted(references)}"
-            )
+            raise AgentDefinitionError(f"join needs reference table {self.table!r}; have {sorted(references)}")
         right_keys = list(self.on.values())
         lookup = references[self.table].set_index(right_keys)
         if lookup.index.has_duplicates:
@@ -98,9 +94,7 @@ class Rule:
 
     def __post_init__(self) -> None:
         if self.severity not in (ERROR, WARN):
-            raise AgentDefinitionError(
-                f"rule {self.id!r}: severity {self.severity!r} is not one of 'error', 'warn'"
-            )
+            raise AgentDefinitionError(f"rule {self.id!r}: severity {self.severity!r} is not one of 'error', 'warn'")
 
     def violations(self, proposals: pd.DataFrame, references: References) -> pd.Series | RuleFinding:
         """True for every proposal that breaks this rule; may return a ``RuleFinding`` with values."""
@@ -113,9 +107,7 @@ class Rule:
     def message_fields(self) -> set[str]:
         """The column names the message template uses."""
         try:
-            return {
-                f.split(".")[0].split("[")[0] for _, f, _, _ in string.Formatter().parse(self.message) if f
-            }
+            return {f.split(".")[0].split("[")[0] for _, f, _, _ in string.Formatter().parse(self.message) if f}
         except ValueError:
             return set()
 
@@ -221,9 +213,7 @@ class RuleReport:
         return pd.Series(mask, index=self.seen.index)
 
 
-def evaluate(
-    rules: Sequence[Rule], proposals: pd.DataFrame, references: References | None = None
-) -> RuleReport:
+def evaluate(rules: Sequence[Rule], proposals: pd.DataFrame, references: References | None = None) -> RuleReport:
     """Evaluate every rule over the whole table; a rule that crashes is a finding, not a crash."""
     references = references or {}
     joined, failed_joins = _with_joins(rules, proposals, references)

@@ -146,9 +146,7 @@ def _references_as_served(
 
 def _specs(proposals_key, partitions_def, supervisor: Supervisor, references) -> list[dg.AssetCheckSpec]:
     deps = [r.key for r in references if r.key != proposals_key]
-    policy = (
-        "the whole batch is blocked" if supervisor.on_rejection == BLOCK else "rejected proposals are dropped"
-    )
+    policy = "the whole batch is blocked" if supervisor.on_rejection == BLOCK else "rejected proposals are dropped"
     rule_ids = ", ".join(r.id for r in supervisor.rules) or "none"
 
     def spec(name: str, description: str, blocking: bool = True) -> dg.AssetCheckSpec:

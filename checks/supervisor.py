@@ -57,9 +57,7 @@ class Supervision:
     def reasons(self) -> dict[object, tuple[Reason, ...]]:
         """Each proposal's reasons (rule, reviewer, schema, approval), by position."""
         grouped: dict[object, list[Reason]] = {}
-        for position, rule, severity, message in self.findings[FINDING_COLUMNS].itertuples(
-            index=False, name=None
-        ):
+        for position, rule, severity, message in self.findings[FINDING_COLUMNS].itertuples(index=False, name=None):
             grouped.setdefault(position, []).append(Reason(rule, severity, message))
         return {p: tuple(r) for p, r in grouped.items()}
 
@@ -114,9 +112,7 @@ class Supervisor:
             findings.append(_findings(hits, reviewer.id, ERROR, review.reasons[vetoed].tolist()))
         findings_frame = _concat(findings)
         if self.on_rejection == BLOCK and rejected.any():
-            return self._rule_blocked(
-                proposals, schema, rules, vetoes, findings_frame, rejected, no_approvals
-            )
+            return self._rule_blocked(proposals, schema, rules, vetoes, findings_frame, rejected, no_approvals)
         required = self._required_approvals(proposals, rejected)
         pending = required.to_numpy() > 0
         verdicts = np.where(rejected, REJECTED, np.where(pending, PENDING, APPROVED))
@@ -143,14 +139,10 @@ class Supervisor:
         actionable = proposals["action"].ne(HOLD).to_numpy() & ~rejected
         return required.where(actionable, 0)
 
-    def _rule_blocked(
-        self, proposals, schema, rules, vetoes, findings, rejected, no_approvals
-    ) -> Supervision:
+    def _rule_blocked(self, proposals, schema, rules, vetoes, findings, rejected, no_approvals) -> Supervision:
         first = findings[findings["severity"] == ERROR].iloc[0]["message"]
         why = f"batch blocked: {int(rejected.sum())} proposal(s) rejected, e.g. {first}"
-        blocked = _concat(
-            [findings, _findings(proposals.index, BATCH_BLOCKED, ERROR, [why] * len(proposals))]
-        )
+        blocked = _concat([findings, _findings(proposals.index, BATCH_BLOCKED, ERROR, [why] * len(proposals))])
         verdicts = pd.Series(REJECTED, index=proposals.index)
         return Supervision(verdicts, blocked, schema, rules, vetoes, no_approvals, True, why)
 
@@ -168,9 +160,7 @@ class Supervisor:
 
 
 def _findings(positions, rule: str, severity: str, messages: list[str]) -> pd.DataFrame:
-    return pd.DataFrame(
-        {"position": list(positions), "rule": rule, "severity": severity, "message": messages}
-    )
+    return pd.DataFrame({"position": list(positions), "rule": rule, "severity": severity, "message": messages})
 
 
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:

@@ -66,9 +66,7 @@ class AgentRunLog:
         if proposals_version is not None:
             query = query.where(agent_runs.c.proposals_version == proposals_version)
         with self._engine.connect() as conn:
-            row = conn.execute(
-                query.order_by(agent_runs.c.created_at.desc(), agent_runs.c.id.desc()).limit(1)
-            ).first()
+            row = conn.execute(query.order_by(agent_runs.c.created_at.desc(), agent_runs.c.id.desc()).limit(1)).first()
         return _from_row(row) if row else None
 
 

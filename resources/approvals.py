@@ -98,9 +98,7 @@ class ApprovalBook:
             return 0
         known = set(
             conn.execute(
-                sa.select(approvals.c.approval_id).where(
-                    approvals.c.approval_id.in_([r.approval_id for r in rows])
-                )
+                sa.select(approvals.c.approval_id).where(approvals.c.approval_id.in_([r.approval_id for r in rows]))
             ).scalars()
         )
         new = [r for r in rows if r.approval_id not in known]
@@ -132,9 +130,7 @@ class ApprovalBook:
             )
         return len(new)
 
-    def decide(
-        self, approval: str, *, by: str, decision: str, reason: str, now: dt.datetime | None = None
-    ) -> Approval:
+    def decide(self, approval: str, *, by: str, decision: str, reason: str, now: dt.datetime | None = None) -> Approval:
         """Record one approver's vote and settle the approval when it is decided."""
         if decision not in (APPROVE, REJECT):
             raise ApprovalError(f"decision {decision!r} is not one of 'approve', 'reject'")
@@ -167,9 +163,7 @@ class ApprovalBook:
         if by in (found.proposer, f"agent:{found.agent}"):
             raise ApprovalError(f"{by} proposed {found.proposal_id} and cannot approve or reject it")
         if by in {v.approver for v in found.votes}:
-            raise ApprovalError(
-                f"{by} already voted on approval {found.approval_id}; a second approver must differ"
-            )
+            raise ApprovalError(f"{by} already voted on approval {found.approval_id}; a second approver must differ")
         conn.execute(
             approval_votes.insert().values(
                 approval_id=found.approval_id, approver=by, decision=decision, reason=reason, voted_at=now
@@ -188,9 +182,7 @@ class ApprovalBook:
             conn,
             [
                 OutboxEntry(
-                    idempotency_key=idempotency_key(
-                        row.agent, row.partition_key, row.proposal_id, row.action
-                    ),
+                    idempotency_key=idempotency_key(row.agent, row.partition_key, row.proposal_id, row.action),
                     agent=row.agent,
                     partition=row.partition_key,
                     proposal_id=row.proposal_id,
@@ -285,18 +277,14 @@ class ApprovalBook:
 
     def _settle(self, conn: sa.Connection, found: Approval, status: str, now: dt.datetime) -> None:
         conn.execute(
-            approvals.update()
-            .where(approvals.c.approval_id == found.approval_id)
-            .values(status=status, decided_at=now)
+            approvals.update().where(approvals.c.approval_id == found.approval_id).values(status=status, decided_at=now)
         )
 
     def _locked(self, conn: sa.Connection, approval: str) -> Approval:
         resolved = self._resolve(conn, approval)
         if conn.dialect.name == "postgresql":
             conn.execute(
-                sa.select(approvals.c.approval_id)
-                .where(approvals.c.approval_id == resolved)
-                .with_for_update()
+                sa.select(approvals.c.approval_id).where(approvals.c.approval_id == resolved).with_for_update()
             )
         return self._load(conn, resolved)
 
@@ -306,9 +294,7 @@ class ApprovalBook:
             raise ApprovalError(f"approval id {approval!r} is too short: give at least 6 characters")
         matches = (
             conn.execute(
-                sa.select(approvals.c.approval_id).where(
-                    approvals.c.approval_id.startswith(approval, autoescape=True)
-                )
+                sa.select(approvals.c.approval_id).where(approvals.c.approval_id.startswith(approval, autoescape=True))
             )
             .scalars()
             .all()
@@ -322,9 +308,7 @@ class ApprovalBook:
     def _load(self, conn: sa.Connection, approval: str) -> Approval:
         row = conn.execute(sa.select(approvals).where(approvals.c.approval_id == approval)).one()
         votes = conn.execute(
-            sa.select(approval_votes)
-            .where(approval_votes.c.approval_id == approval)
-            .order_by(approval_votes.c.id)
+            sa.select(approval_votes).where(approval_votes.c.approval_id == approval).order_by(approval_votes.c.id)
         ).all()
         return Approval(
             approval_id=row.approval_id,

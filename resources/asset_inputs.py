@@ -46,6 +46,4 @@ def require_columns(frame: pd.DataFrame, input_name: str, columns: list[str]) ->
     """Refuse an input that lacks the columns a computation needs, naming what it has."""
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise InputDataError(
-            f"input '{input_name}' lacks column(s) {missing}; it has {list(map(str, frame.columns))}"
-        )
+        raise InputDataError(f"input '{input_name}' lacks column(s) {missing}; it has {list(map(str, frame.columns))}")

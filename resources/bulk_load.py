@@ -38,8 +38,7 @@ _NAT = np.iinfo(np.int64).min  # numpy's NaT, as an integer
 _NUMERIC_EXTRACT_SINCE = (14,)
 _EPOCH_MICROSECONDS = "(EXTRACT(EPOCH FROM {0}) * 1000000)::int8"
 _EPOCH_MICROSECONDS_OLD = (
-    "(EXTRACT(EPOCH FROM date_trunc('second', {0}))::int8 * 1000000"
-    " + EXTRACT(MICROSECONDS FROM {0})::int8 % 1000000)"
+    "(EXTRACT(EPOCH FROM date_trunc('second', {0}))::int8 * 1000000 + EXTRACT(MICROSECONDS FROM {0})::int8 % 1000000)"
 )
 _CHUNK_ROWS = 65_536  # rows encoded to Python values at a time
 _SQLITE_ROWS_PER_INSERT = 64
@@ -74,9 +73,7 @@ def insert_partition(
         _insert_portable(conn, table, partition, frame, columns)
 
 
-def select_partition(
-    conn: sa.Connection, table: sa.Table, partition: str, columns: list[StoredColumn]
-) -> pd.DataFrame:
+def select_partition(conn: sa.Connection, table: sa.Table, partition: str, columns: list[StoredColumn]) -> pd.DataFrame:
     """Read ``partition``'s rows in written order and restore the written dtypes."""
     if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
         return _copy_out_postgres(conn, table, partition, columns)
@@ -182,9 +179,7 @@ def _copy_out_postgres(conn, table, partition, columns) -> pd.DataFrame:
     )
     buffer = io.BytesIO()
     with conn.connection.driver_connection.cursor() as cursor:
-        cursor.execute(
-            "SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO'; SET LOCAL extra_float_digits = 3"
-        )
+        cursor.execute("SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO'; SET LOCAL extra_float_digits = 3")
         with cursor.copy(statement) as copy:
             for chunk in copy:
                 buffer.write(chunk)

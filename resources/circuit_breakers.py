@@ -29,9 +29,7 @@ class BreakerState:
 
 
 class CircuitBreakers:
-    def __init__(
-        self, engine: sa.Engine, threshold: int = 3, cooldown: dt.timedelta = dt.timedelta(minutes=5)
-    ):
+    def __init__(self, engine: sa.Engine, threshold: int = 3, cooldown: dt.timedelta = dt.timedelta(minutes=5)):
         self._engine = engine
         self.threshold = threshold
         self.cooldown = cooldown
@@ -65,16 +63,12 @@ class CircuitBreakers:
 
     def state(self, backend: str) -> BreakerState | None:
         with self._engine.connect() as conn:
-            row = conn.execute(
-                sa.select(circuit_breakers).where(circuit_breakers.c.backend == backend)
-            ).first()
+            row = conn.execute(sa.select(circuit_breakers).where(circuit_breakers.c.backend == backend)).first()
         if row is None:
             return None
         return BreakerState(row.backend, row.state, row.failures, as_utc(row.opened_at), row.last_error)
 
-    def _write(
-        self, backend: str, state: str, failures: int, opened_at: dt.datetime | None, error: str | None
-    ) -> None:
+    def _write(self, backend: str, state: str, failures: int, opened_at: dt.datetime | None, error: str | None) -> None:
         with write_transaction(self._engine) as conn:
             conn.execute(sa.delete(circuit_breakers).where(circuit_breakers.c.backend == backend))
             conn.execute(

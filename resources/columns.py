@@ -131,9 +131,7 @@ def _object_kind(name: str, col: pd.Series, allow: tuple[str, ...]) -> str:
     if DATE in allow and types <= {dt.date}:
         return DATE
     found = ", ".join(sorted(t.__name__ for t in types))
-    raise UnsupportedDtypeError(
-        f"column '{name}' holds Python objects of type {found}; supported: {SUPPORTED}"
-    )
+    raise UnsupportedDtypeError(f"column '{name}' holds Python objects of type {found}; supported: {SUPPORTED}")
 
 
 def encode_for_sql(frame: pd.DataFrame, columns: list[StoredColumn], *, sqlite: bool) -> list[list[object]]:

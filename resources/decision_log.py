@@ -17,9 +17,16 @@ import sqlalchemy as sa
 from resources.approvals import ApprovalBook, ApprovalRequest
 from resources.control_schema import decisions, supervisions
 from resources.engine import as_utc, insert_rows, write_transaction
+from resources.errors import FoureyesError
 from resources.outbox import Outbox, OutboxEntry
 
 APPROVED, REJECTED, PENDING = "approved", "rejected", "pending"
+
+
+class DecisionNotFoundError(FoureyesError):
+    """No decision matches the proposal id asked for."""
+
+
 _JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 VERDICTS = (APPROVED, REJECTED, PENDING)
 
@@ -138,6 +145,23 @@ class DecisionLog:
         with self._engine.connect() as conn:
             rows = conn.execute(query.order_by(decisions.c.id)).all()
         return [_from_row(r) for r in rows]
+
+    def latest_for_proposal(self, proposal_id: str) -> Decision:
+        """The newest decision on a proposal (an id, or an unambiguous prefix of at least 6 characters)."""
+        if len(proposal_id) < 6:
+            raise DecisionNotFoundError(f"proposal id {proposal_id!r} is too short: give at least 6 characters")
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(decisions)
+                .where(decisions.c.proposal_id.startswith(proposal_id, autoescape=True))
+                .order_by(decisions.c.decided_at.desc(), decisions.c.id.desc())
+            ).all()
+        if not rows:
+            raise DecisionNotFoundError(f"no decision on proposal {proposal_id!r}")
+        if len({r.proposal_id for r in rows}) > 1:
+            found = ", ".join(sorted({r.proposal_id for r in rows}))
+            raise DecisionNotFoundError(f"proposal id {proposal_id!r} is ambiguous: {found}")
+        return _from_row(rows[0])
 
     def for_partition(self, agent: str, partition: str) -> list[Decision]:
         """Every decision ever logged for one agent partition, oldest first."""

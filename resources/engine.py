@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from resources.errors import ConfigurationError
 
 _WRITE_OPTION = "foureyes_write"
+_COPY_FROM = 200  # below this many rows, COPY's own round trips cost more than one INSERT batch
 _engines: dict[str, sa.Engine] = {}
 _lock = threading.Lock()
 
@@ -78,13 +79,17 @@ def insert_rows(conn: sa.Connection, table: sa.Table, rows: list[dict[str, objec
                 columns[i] = list(map(_sqlite_timestamp, columns[i]))
         sql = f"INSERT INTO {target} VALUES ({', '.join('?' for _ in names)})"
         conn.connection.driver_connection.cursor().executemany(sql, zip(*columns, strict=True))
-    elif conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
+    elif conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg" and len(rows) >= _COPY_FROM:
         with (
             conn.connection.driver_connection.cursor() as cursor,
             cursor.copy(f"COPY {target} FROM STDIN") as copy,
         ):
             for row in zip(*columns, strict=True):
                 copy.write_row(row)
+    elif conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":  # a few rows: one pipelined batch
+        sql = f"INSERT INTO {target} VALUES ({', '.join('%s' for _ in names)})"
+        with conn.connection.driver_connection.cursor() as cursor:
+            cursor.executemany(sql, list(zip(*columns, strict=True)))
     else:
         conn.execute(table.insert(), [{**r, **_parsed_json(table, r)} for r in rows])
 
@@ -98,11 +103,7 @@ def _sqlite_timestamp(value: dt.datetime | None) -> str | None:
 
 
 def _parsed_json(table: sa.Table, row: dict[str, object]) -> dict[str, object]:
-    return {
-        n: json.loads(v)
-        for n, v in row.items()
-        if isinstance(table.c[n].type, sa.JSON) and isinstance(v, str)
-    }
+    return {n: json.loads(v) for n, v in row.items() if isinstance(table.c[n].type, sa.JSON) and isinstance(v, str)}
 
 
 def as_utc(value: dt.datetime | None) -> dt.datetime | None:
@@ -122,15 +123,36 @@ def single_statement_reads(engine: sa.Engine) -> sa.Engine:
     """
     if engine.dialect.name != "postgresql":
         return engine
-    key = f"{engine.url.render_as_string(hide_password=False)}#reads"
+    return _variant(engine, "reads")
+
+
+def relaxed_writes(engine: sa.Engine) -> sa.Engine:
+    """For lineage events on PostgreSQL: single-statement autocommit writes that do not wait for
+    the WAL flush (``synchronous_commit = off``). A server crash may lose the last fraction of a
+    second of them; nothing else is ever written this way."""
+    if engine.dialect.name != "postgresql":
+        return engine
+    return _variant(engine, "relaxed", "SET synchronous_commit TO OFF")
+
+
+def _variant(engine: sa.Engine, suffix: str, on_connect: str | None = None) -> sa.Engine:
+    """A second pool on the same database: autocommit, no pre-ping, connections recycled each minute."""
+    key = f"{engine.url.render_as_string(hide_password=False)}#{suffix}"
     with _lock:
-        reads = _engines.get(key)
-        if reads is None:
-            reads = sa.create_engine(
+        variant = _engines.get(key)
+        if variant is None:
+            variant = sa.create_engine(
                 engine.url, isolation_level="AUTOCOMMIT", pool_pre_ping=False, pool_recycle=60, future=True
             )
-            _engines[key] = reads
-        return reads
+            if on_connect:
+
+                @sa.event.listens_for(variant, "connect")
+                def _prepare(dbapi_conn, _record) -> None:
+                    with dbapi_conn.cursor() as cursor:
+                        cursor.execute(on_connect)
+
+            _engines[key] = variant
+        return variant
 
 
 def snapshot_reads(engine: sa.Engine) -> sa.Engine:

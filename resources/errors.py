@@ -27,9 +27,7 @@ class PartitionNotFoundError(FoureyesError):
             known = f"written partitions ({len(written)}): {', '.join(shown)}"
         else:
             known = "no partition of it was ever written"
-        super().__init__(
-            f"asset '{asset}' has no partition '{partition}' in the warehouse ({where}); {known}"
-        )
+        super().__init__(f"asset '{asset}' has no partition '{partition}' in the warehouse ({where}); {known}")
 
 
 class SchemaConflictError(FoureyesError):

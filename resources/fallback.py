@@ -98,9 +98,7 @@ class FallbackResource(dg.ConfigurableResource):
         if not spec.quality_checked:
             if record is not None:
                 return self._read(spec, partition, record)
-            return self._older(
-                spec, partition, "requested partition missing", self._written_before(spec, partition)
-            )
+            return self._older(spec, partition, "requested partition missing", self._written_before(spec, partition))
         quality = self.control_plane.quality.verdict(spec.asset, partition)
         why = _why_not(record, quality)
         if not why:
@@ -130,9 +128,7 @@ class FallbackResource(dg.ConfigurableResource):
         last = earlier[-1]
         return [QualityRecord(spec.asset, last.partition, last.version, True, (), last.written_at)]
 
-    def _older(
-        self, spec: AssetInput, partition: str, why: str, candidates: list[QualityRecord]
-    ) -> ServedInput:
+    def _older(self, spec: AssetInput, partition: str, why: str, candidates: list[QualityRecord]) -> ServedInput:
         if not candidates:
             return ServedInput(
                 spec, partition, None, None, None, usable=False, reason=f"{why}; no good partition before it"
@@ -154,9 +150,7 @@ class FallbackResource(dg.ConfigurableResource):
 
     def _read(self, spec: AssetInput, partition: str, record: PartitionRecord, assertions=()) -> ServedInput:
         stored = self.warehouse.read_partition(spec.key, partition)
-        return ServedInput(
-            spec, partition, partition, stored.frame, stored.record, assertions=tuple(assertions)
-        )
+        return ServedInput(spec, partition, partition, stored.frame, stored.record, assertions=tuple(assertions))
 
 
 def _why_not(record: PartitionRecord | None, quality: QualityRecord | None) -> str:

@@ -63,9 +63,7 @@ class HttpToolTarget(ActionTarget):
         if response.status_code >= 500:
             raise TargetUnavailableError(f"{self.url} answered {response.status_code}: {response.text[:200]}")
         if response.status_code >= 400:
-            raise TargetRefusedError(
-                f"{self.url} refused the action ({response.status_code}): {response.text[:200]}"
-            )
+            raise TargetRefusedError(f"{self.url} refused the action ({response.status_code}): {response.text[:200]}")
         try:
             confirmation = response.json()
             status = confirmation["status"]

@@ -12,13 +12,16 @@ Emission never fails an asset: a transport error is logged once and the step goe
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
+import os
 import threading
 import traceback
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
+from typing import Literal
 
 import dagster as dg
 from openlineage.client import OpenLineageClient
@@ -33,9 +36,12 @@ from openlineage.client.facet_v2 import (
     processing_engine_run,
     schema_dataset,
 )
+from openlineage.client.transport import get_default_factory
+from openlineage.client.transport.noop import NoopConfig, NoopTransport
 from pydantic import Field
 
-from resources.lineage_transport import ControlPlaneConfig, ControlPlaneTransport
+from resources.errors import ConfigurationError
+from resources.lineage_transport import STORE_TRANSPORT
 
 PRODUCER = "https://pypi.org/project/foureyes/0.1.0"
 VERSION_KEY = "foureyes/dataset_version"
@@ -80,7 +86,8 @@ class StepLineage:
         self._emit(RunState.START, self._run_facets(), outputs=[_output(o, {}) for o in self.outputs])
 
     def complete(self, output_metadata: Mapping[str, object]) -> None:
-        outputs = [_output(o, output_metadata) for o in self.outputs]
+        # the step's metadata (version, schema, row count) describes its own asset, the first output
+        outputs = [_output(o, output_metadata if i == 0 else {}) for i, o in enumerate(self.outputs)]
         self._emit(
             RunState.COMPLETE,
             self._run_facets(),
@@ -160,20 +167,24 @@ class OpenLineageResource(dg.ConfigurableResource):
 
     control_url: str = Field(description="Control-plane store the default transport writes to.")
     namespace: str = Field(default="foureyes", description="OpenLineage job namespace.")
-    code_location: str = Field(
-        default="agent_assets", description="Prefix of job names: <code location>.<asset key>."
-    )
+    code_location: str = Field(default="agent_assets", description="Prefix of job names: <code location>.<asset key>.")
     enabled: bool = Field(default=True, description="False makes every emission a no-op (logged once).")
+    mode: Literal["store", "both", "external"] = Field(
+        default="both",
+        description=(
+            "store: only the control plane; both: the control plane and any transport configured the "
+            "standard OpenLineage way (openlineage.yml, OPENLINEAGE__* or OPENLINEAGE_URL); external: "
+            "only the configured transport."
+        ),
+    )
 
-    def begin_step(
-        self, context: dg.AssetExecutionContext, outputs: Sequence[LineageDataset]
-    ) -> StepLineage | None:
+    def begin_step(self, context: dg.AssetExecutionContext, outputs: Sequence[LineageDataset]) -> StepLineage | None:
         """Open this step's lineage run and send START; the lineage hooks close it."""
         if not self.enabled:
             _warn_once("disabled", "OpenLineage emission is disabled for foureyes steps")
             return None
         try:
-            client = _client(self.control_url)
+            client = _client(self.control_url, self.mode)
         except Exception as exc:  # lineage must never fail the asset
             _warn_once(
                 f"client:{type(exc).__name__}",
@@ -239,7 +250,7 @@ def _input(ds: LineageDataset) -> InputDataset:
 
 def _output(ds: LineageDataset, metadata: Mapping[str, object]) -> OutputDataset:
     version = _value(metadata.get(VERSION_KEY)) or ds.version
-    facets = _version_facets(version)
+    facets = {**_version_facets(version), **ds.facets}
     schema = _value(metadata.get("dagster/column_schema"))
     if schema is not None:
         facets["schema"] = schema_dataset.SchemaDatasetFacet(
@@ -255,17 +266,15 @@ def _output(ds: LineageDataset, metadata: Mapping[str, object]) -> OutputDataset
         )
     rows = _value(metadata.get("dagster/row_count"))
     if rows is not None:
-        output_facets["outputStatistics"] = (
-            output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(rowCount=int(rows))
+        output_facets["outputStatistics"] = output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(
+            rowCount=int(rows)
         )
     return OutputDataset(namespace=ds.namespace, name=ds.name, facets=facets, outputFacets=output_facets)
 
 
 def _partition_condition(partition: str) -> base_subset_dataset.PartitionSubsetCondition:
     return base_subset_dataset.PartitionSubsetCondition(
-        partitions=[
-            base_subset_dataset.Partition(identifier=partition, dimensions={"partition_key": partition})
-        ]
+        partitions=[base_subset_dataset.Partition(identifier=partition, dimensions={"partition_key": partition})]
     )
 
 
@@ -295,9 +304,55 @@ def _iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _client(control_url: str, mode: str = "both") -> OpenLineageClient:
+    """The client for a store and a mode; the standard OpenLineage configuration decides the rest."""
+    return _client_for(control_url, mode, json.dumps(configured_transport(), sort_keys=True))
+
+
 @cache
-def _client(control_url: str) -> OpenLineageClient:
-    return OpenLineageClient(transport=ControlPlaneTransport(ControlPlaneConfig(url=control_url)))
+def _client_for(control_url: str, mode: str, configured_json: str) -> OpenLineageClient:
+    store = {"type": STORE_TRANSPORT, "url": control_url}
+    configured = json.loads(configured_json)
+    if mode == "store" or configured is None:
+        if mode == "external":
+            raise ConfigurationError(
+                "lineage mode 'external' needs a transport configured the OpenLineage way: "
+                "openlineage.yml, OPENLINEAGE__TRANSPORT__* or OPENLINEAGE_URL"
+            )
+        chosen = store
+    elif mode == "external" or _includes_store(configured):
+        chosen = configured
+    else:
+        chosen = {
+            "type": "composite",
+            "continue_on_failure": True,
+            "transports": {"foureyes": store, "configured": configured},
+        }
+    return OpenLineageClient(transport=get_default_factory().create(chosen))
+
+
+def configured_transport() -> dict | None:
+    """The transport configured the standard OpenLineage way, as a config dict (None: nothing)."""
+    probe = OpenLineageClient(transport=NoopTransport(NoopConfig()))  # reads openlineage.yml and env vars
+    transport = dict(probe.config.transport or {})
+    if transport.get("type"):
+        return transport
+    if os.environ.get("OPENLINEAGE_URL"):
+        http = {"type": "http", "url": os.environ["OPENLINEAGE_URL"]}
+        if os.environ.get("OPENLINEAGE_ENDPOINT"):
+            http["endpoint"] = os.environ["OPENLINEAGE_ENDPOINT"]
+        if os.environ.get("OPENLINEAGE_API_KEY"):
+            http["auth"] = {"type": "api_key", "apiKey": os.environ["OPENLINEAGE_API_KEY"]}
+        return http
+    return None
+
+
+def _includes_store(transport: Mapping) -> bool:
+    if transport.get("type") == STORE_TRANSPORT:
+        return True
+    children = transport.get("transports") or {}
+    children = children.values() if isinstance(children, Mapping) else children
+    return transport.get("type") == "composite" and any(_includes_store(c) for c in children)
 
 
 @cache

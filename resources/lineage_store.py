@@ -9,6 +9,7 @@ is two indexed lookups, however many events the store holds.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from resources.control_schema import lineage_datasets, lineage_events
-from resources.engine import write_transaction
+from resources.engine import insert_rows, relaxed_writes, single_statement_reads, write_transaction
 
 INPUT, OUTPUT = "input", "output"
 
@@ -57,8 +58,7 @@ def dataset_refs(event: Mapping) -> list[DatasetRef]:
             version = ((ds.get("facets") or {}).get("version") or {}).get("datasetVersion")
             partitions = _partitions(((ds.get(facet_key) or {}).get("subset") or {}), direction) or [None]
             refs.extend(
-                DatasetRef(direction, ds["namespace"], ds["name"], partition, version)
-                for partition in partitions
+                DatasetRef(direction, ds["namespace"], ds["name"], partition, version) for partition in partitions
             )
     return refs
 
@@ -82,63 +82,122 @@ class LineageStore:
         self._engine = engine
 
     def add(self, event: Mapping) -> None:
-        self.add_many([event])
+        """One event: the path every emitted event takes, so it goes straight to the driver.
+
+        On PostgreSQL it is a single statement (one round trip); on SQLite one short write
+        transaction on the raw sqlite3 connection.
+        """
+        dialect = self._engine.dialect
+        if dialect.name == "sqlite":
+            self._add_sqlite(event)
+            return
+        if dialect.name != "postgresql" or dialect.driver != "psycopg":
+            self.add_many([event])
+            return
+        row = _event_row(event, dt.datetime.now(dt.UTC))
+        refs = dataset_refs(event)
+        params = [row[c] for c in _EVENT_COLUMNS]
+        for r in refs:
+            params += [r.direction, r.namespace, r.name, r.partition, r.version]
+        raw = relaxed_writes(self._engine).raw_connection()
+        try:
+            with raw.cursor() as cursor:
+                cursor.execute(_insert_one_sql(len(refs)), params)
+        finally:
+            raw.close()
+
+    def _add_sqlite(self, event: Mapping) -> None:
+        row = _event_row(event, dt.datetime.now(dt.UTC))
+        row["stored_at"] = row["stored_at"].replace(tzinfo=None).isoformat(sep=" ")  # SQLAlchemy's format
+        raw = self._engine.raw_connection()
+        try:
+            cursor = raw.driver_connection.cursor()
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                cursor.execute(_SQLITE_EVENT, [row[c] for c in _EVENT_COLUMNS])
+                event_id = cursor.lastrowid
+                cursor.executemany(
+                    _SQLITE_DATASET,
+                    [(event_id, r.direction, r.namespace, r.name, r.partition, r.version) for r in dataset_refs(event)],
+                )
+                cursor.execute("COMMIT")
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+        finally:
+            raw.close()
 
     def add_many(self, events: Iterable[Mapping]) -> int:
-        """Store events and index their datasets in one transaction."""
+        """Store events and index their datasets: three statements per batch, whatever its size.
+
+        Event ids are allocated up front (a sequence range on PostgreSQL; under SQLite's write
+        lock, the next rowids), so events and their dataset rows go in by bulk insert. On
+        PostgreSQL the commit does not wait for the WAL flush (``synchronous_commit = off``):
+        a server crash may lose the last fraction of a second of lineage — never a decision, an
+        approval, an outbox entry or a receipt, which keep full durability.
+        """
         batch = list(events)
         if not batch:
             return 0
         now = dt.datetime.now(dt.UTC)
         with write_transaction(self._engine) as conn:
-            for event in batch:
-                run = event.get("run") or {}
-                job = event.get("job") or {}
-                event_id = conn.execute(
-                    lineage_events.insert().values(
-                        run_id=str(run.get("runId", "")),
-                        event_type=event.get("eventType"),
-                        event_time=str(event.get("eventTime", "")),
-                        job_namespace=str(job.get("namespace", "")),
-                        job_name=str(job.get("name", "")),
-                        payload=json.dumps(event, separators=(",", ":")),
-                        stored_at=now,
-                    )
-                ).inserted_primary_key[0]
-                refs = dataset_refs(event)
-                if refs:
-                    conn.execute(
-                        lineage_datasets.insert(),
-                        [
-                            {
-                                "event_id": event_id,
-                                "direction": r.direction,
-                                "namespace": r.namespace,
-                                "name": r.name,
-                                "partition_key": r.partition,
-                                "version": r.version,
-                            }
-                            for r in refs
-                        ],
-                    )
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+            ids = _allocate_ids(conn, len(batch))
+            event_rows, dataset_rows = [], []
+            for event_id, event in zip(ids, batch, strict=True):
+                event_rows.append({"id": event_id, **_event_row(event, now)})
+                dataset_rows += [
+                    {
+                        "event_id": event_id,
+                        "direction": r.direction,
+                        "namespace": r.namespace,
+                        "name": r.name,
+                        "partition_key": r.partition,
+                        "version": r.version,
+                    }
+                    for r in dataset_refs(event)
+                ]
+            insert_rows(conn, lineage_events, event_rows)
+            insert_rows(conn, lineage_datasets, dataset_rows)
         return len(batch)
 
     def writers_of(self, namespace: str, name: str, partition: str | None) -> list[StoredEvent]:
         """COMPLETE events whose outputs include this dataset partition, newest first."""
+        return self._touching(namespace, name, partition, OUTPUT, ("COMPLETE",), newest_first=True)
+
+    def readers_of(self, namespace: str, name: str, partition: str | None) -> list[StoredEvent]:
+        """COMPLETE events whose inputs include this dataset partition, oldest first."""
+        return self._touching(namespace, name, partition, INPUT, ("COMPLETE",), newest_first=False)
+
+    def attempts_on(self, namespace: str, name: str, partition: str | None) -> list[StoredEvent]:
+        """Every COMPLETE or FAIL event naming this partition as an output, newest first."""
+        return self._touching(namespace, name, partition, OUTPUT, ("COMPLETE", "FAIL"), newest_first=True)
+
+    def _touching(
+        self,
+        namespace: str,
+        name: str,
+        partition: str | None,
+        direction: str,
+        types: tuple[str, ...],
+        newest_first: bool,
+    ) -> list[StoredEvent]:
         d, e = lineage_datasets, lineage_events
+        order = e.c.id.desc() if newest_first else e.c.id
         query = (
             sa.select(e)
             .join(d, d.c.event_id == e.c.id)
             .where(
                 d.c.namespace == namespace,
                 d.c.name == name,
-                d.c.direction == OUTPUT,
+                d.c.direction == direction,
                 d.c.partition_key == partition if partition is not None else d.c.partition_key.is_(None),
-                e.c.event_type == "COMPLETE",
+                e.c.event_type.in_(types),
             )
-            .order_by(e.c.id.desc())
+            .order_by(order)
         )
-        with self._engine.connect() as conn:
+        with single_statement_reads(self._engine).connect() as conn:
             return [_to_event(r) for r in conn.execute(query).all()]
 
     def events(self, run_id: str | None = None) -> list[StoredEvent]:
@@ -159,4 +218,61 @@ def _to_event(row: sa.Row) -> StoredEvent:
         job_namespace=row.job_namespace,
         job_name=row.job_name,
         payload=json.loads(row.payload),
+    )
+
+
+def _allocate_ids(conn: sa.Connection, count: int) -> list[int]:
+    """``count`` new event ids, inside the caller's write transaction."""
+    if conn.dialect.name == "postgresql":
+        return list(
+            conn.exec_driver_sql(
+                "SELECT nextval(pg_get_serial_sequence('lineage_events', 'id')) FROM generate_series(1, %(n)s)",
+                {"n": count},
+            ).scalars()
+        )
+    start = conn.execute(sa.select(sa.func.coalesce(sa.func.max(lineage_events.c.id), 0))).scalar_one()
+    return list(range(start + 1, start + count + 1))
+
+
+_EVENT_COLUMNS = ("run_id", "event_type", "event_time", "job_namespace", "job_name", "payload", "stored_at")
+
+
+def _event_row(event: Mapping, now: dt.datetime) -> dict[str, object]:
+    run = event.get("run") or {}
+    job = event.get("job") or {}
+    return {
+        "run_id": str(run.get("runId", "")),
+        "event_type": event.get("eventType"),
+        "event_time": str(event.get("eventTime", "")),
+        "job_namespace": str(job.get("namespace", "")),
+        "job_name": str(job.get("name", "")),
+        "payload": json.dumps(event, separators=(",", ":")),
+        "stored_at": now,
+    }
+
+
+_SQLITE_EVENT = (
+    f"INSERT INTO lineage_events ({', '.join(_EVENT_COLUMNS)}) VALUES ({', '.join('?' for _ in _EVENT_COLUMNS)})"
+)
+_SQLITE_DATASET = (
+    "INSERT INTO lineage_datasets (event_id, direction, namespace, name, partition_key, version) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
+@functools.cache
+def _insert_one_sql(datasets: int) -> str:
+    """One statement storing an event and its dataset rows (PostgreSQL: a data-modifying CTE)."""
+    event = (
+        f"INSERT INTO lineage_events ({', '.join(_EVENT_COLUMNS)}) "
+        f"VALUES ({', '.join('%s' for _ in _EVENT_COLUMNS)}) RETURNING id"
+    )
+    if not datasets:
+        return event
+    values = ", ".join("(%s, %s, %s, %s, %s)" for _ in range(datasets))
+    return (
+        f"WITH e AS ({event}) "
+        "INSERT INTO lineage_datasets (event_id, direction, namespace, name, partition_key, version) "
+        "SELECT e.id, d.direction, d.namespace, d.name, d.partition_key, d.version FROM e CROSS JOIN "
+        f"(VALUES {values}) AS d(direction, namespace, name, partition_key, version)"
     )

@@ -32,6 +32,9 @@ class ControlPlaneConfig(Config):
         return cls(url=str(params["url"]))
 
 
+STORE_TRANSPORT = "resources.lineage_transport.ControlPlaneTransport"
+
+
 class ControlPlaneTransport(Transport):
     kind = "foureyes"
     config_class = ControlPlaneConfig

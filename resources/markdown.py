@@ -18,8 +18,5 @@ def markdown_table(frame: pd.DataFrame, max_rows: int = 50) -> str:
 
 
 def _cell(value: object) -> str:
-    if isinstance(value, float):
-        text = f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
-    else:
-        text = str(value)
+    text = str(value) if not isinstance(value, float) else f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
     return text.replace("|", "\\|").replace("\n", " ")

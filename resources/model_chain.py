@@ -75,17 +75,11 @@ class ModelBackend(dg.Config):
 
     name: str = Field(description="Name used in the decision log and for its circuit breaker.")
     kind: Literal["openai", "local_policy"] = Field(description="openai: an OpenAI-compatible HTTP endpoint.")
-    url: str | None = Field(
-        default=None, description="Base URL, e.g. http://models:8000 (POST /v1/chat/completions)."
-    )
+    url: str | None = Field(default=None, description="Base URL, e.g. http://models:8000 (POST /v1/chat/completions).")
     model: str = Field(default="default", description="Model name sent to the endpoint.")
-    api_key: str | None = Field(
-        default=None, description="Bearer token; pass it with dg.EnvVar, never in code."
-    )
+    api_key: str | None = Field(default=None, description="Bearer token; pass it with dg.EnvVar, never in code.")
     timeout_s: float = Field(default=10.0, description="Per-request timeout.")
-    retries: int = Field(
-        default=1, description="Extra attempts after a failure (timeouts, 5xx, bad answers)."
-    )
+    retries: int = Field(default=1, description="Extra attempts after a failure (timeouts, 5xx, bad answers).")
     backoff_s: float = Field(default=0.5, description="First backoff; doubled for each retry.")
     enabled: bool = Field(default=True, description="False skips this backend (recorded as disabled).")
 
@@ -113,9 +107,7 @@ class ModelChainResource(dg.ConfigurableResource):
         description="Backends in the order they are tried.",
     )
     breaker_threshold: int = Field(default=3, description="Consecutive failures that open a breaker.")
-    breaker_cooldown_s: float = Field(
-        default=300.0, description="How long an open breaker skips its backend."
-    )
+    breaker_cooldown_s: float = Field(default=300.0, description="How long an open breaker skips its backend.")
 
     def ask(self, question: ModelQuestion) -> ModelAnswer:
         breakers = CircuitBreakers(

@@ -61,9 +61,7 @@ class Outbox:
         if not rows:
             return 0
         known = set(
-            conn.execute(
-                sa.select(outbox.c.idempotency_key).where(outbox.c.idempotency_key.in_(list(rows)))
-            ).scalars()
+            conn.execute(sa.select(outbox.c.idempotency_key).where(outbox.c.idempotency_key.in_(list(rows)))).scalars()
         )
         now = _now()
         new = [
@@ -89,9 +87,7 @@ class Outbox:
             conn.execute(outbox.insert(), new)
         return len(new)
 
-    def lease(
-        self, key: str, run_id: str | None, now: dt.datetime | None = None, force: bool = False
-    ) -> bool:
+    def lease(self, key: str, run_id: str | None, now: dt.datetime | None = None, force: bool = False) -> bool:
         """Take the right to deliver ``key`` now; False if it is not due, delivered or leased by another."""
         now = now or _now()
         due = outbox.c.next_attempt_at <= now if not force else sa.true()
@@ -112,9 +108,7 @@ class Outbox:
         now = _now()
         with write_transaction(self._engine) as conn:
             exists = conn.execute(
-                sa.select(receipts.c.idempotency_key).where(
-                    receipts.c.idempotency_key == entry.idempotency_key
-                )
+                sa.select(receipts.c.idempotency_key).where(receipts.c.idempotency_key == entry.idempotency_key)
             ).first()
             if exists is None:
                 conn.execute(
@@ -148,9 +142,7 @@ class Outbox:
     def retry_later(self, key: str, error: str) -> OutboxEntry:
         """Transient failure: back to the queue, due again after the backoff."""
         with write_transaction(self._engine) as conn:
-            attempts = conn.execute(
-                sa.select(outbox.c.attempts).where(outbox.c.idempotency_key == key)
-            ).scalar_one()
+            attempts = conn.execute(sa.select(outbox.c.attempts).where(outbox.c.idempotency_key == key)).scalar_one()
             conn.execute(
                 outbox.update()
                 .where(outbox.c.idempotency_key == key)

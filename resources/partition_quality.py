@@ -86,9 +86,7 @@ class QualityLedger:
             ).first()
         return _from_row(row) if row else None
 
-    def last_good(
-        self, asset: str, at_or_before: str, *, before: bool = False, limit: int = 1
-    ) -> list[QualityRecord]:
+    def last_good(self, asset: str, at_or_before: str, *, before: bool = False, limit: int = 1) -> list[QualityRecord]:
         """The newest passed partitions at (or strictly before) a partition key: one indexed query.
 
         A prepared text statement: on this hot path SQLAlchemy's statement building costs more

@@ -40,6 +40,7 @@ class FoureyesSettings:
     models: tuple[tuple[str, str], ...] = ()
     order_system_url: str | None = None
     collateral_system_url: str | None = None
+    lineage_mode: str = "both"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> FoureyesSettings:
@@ -54,7 +55,15 @@ class FoureyesSettings:
             models=parse_models(env.get("FOUREYES_MODELS", "")),
             order_system_url=env.get("FOUREYES_ORDER_SYSTEM_URL") or None,
             collateral_system_url=env.get("FOUREYES_COLLATERAL_SYSTEM_URL") or None,
+            lineage_mode=_choice(env, "FOUREYES_LINEAGE", ("both", "store", "external"), "both"),
         )
+
+
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = env.get(name) or default
+    if value not in allowed:
+        raise ConfigurationError(f"{name}={value!r} is not one of {', '.join(allowed)}")
+    return value
 
 
 def parse_models(spec: str) -> tuple[tuple[str, str], ...]:

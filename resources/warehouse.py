@@ -99,9 +99,7 @@ class SqlWarehouseResource(dg.ConfigurableResource):
             )
     """
 
-    url: str = Field(
-        description="SQLAlchemy URL, e.g. sqlite:////abs/warehouse.db or postgresql+psycopg://..."
-    )
+    url: str = Field(description="SQLAlchemy URL, e.g. sqlite:////abs/warehouse.db or postgresql+psycopg://...")
     db_schema: str | None = Field(
         default=None,
         description="Database schema for the asset tables (PostgreSQL); None for the default.",
@@ -139,9 +137,7 @@ class SqlWarehouseResource(dg.ConfigurableResource):
             self._ensure_catalog(conn)
             if is_postgres(self.engine):
                 conn.execute(
-                    sa.select(
-                        sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(f"{table}/{partition}", 0))
-                    )
+                    sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(f"{table}/{partition}", 0)))
                 )
             sql_table = self._ensure_table(conn, table, columns)
             conn.execute(sa.delete(sql_table).where(sql_table.c[PARTITION_COLUMN] == partition))
@@ -244,9 +240,7 @@ class SqlWarehouseResource(dg.ConfigurableResource):
     def _record(self, conn: sa.Connection, record: PartitionRecord) -> None:
         catalog = self._catalog()
         conn.execute(
-            sa.delete(catalog).where(
-                catalog.c.table_name == record.table, catalog.c.partition_key == record.partition
-            )
+            sa.delete(catalog).where(catalog.c.table_name == record.table, catalog.c.partition_key == record.partition)
         )
         conn.execute(
             catalog.insert().values(
@@ -270,9 +264,7 @@ class SqlWarehouseResource(dg.ConfigurableResource):
     def _lookup(self, conn: sa.Connection, table: str, partition: str) -> PartitionRecord | None:
         if not self._has_catalog(conn):
             return None
-        row = conn.execute(
-            _catalog_lookup(self.db_schema, conn.dialect.name), {"t": table, "p": partition}
-        ).first()
+        row = conn.execute(_catalog_lookup(self.db_schema, conn.dialect.name), {"t": table, "p": partition}).first()
         return _to_record(row) if row else None
 
     def _records(self, conn: sa.Connection, table: str) -> list[PartitionRecord]:
@@ -335,9 +327,7 @@ def _refuse_reserved_columns(table: str, frame: pd.DataFrame) -> None:
         )
     folded = pd.Index([str(c).lower() for c in frame.columns])
     if folded.duplicated().any():
-        dupes = sorted(
-            {str(c) for c, d in zip(frame.columns, folded.duplicated(keep=False), strict=True) if d}
-        )
+        dupes = sorted({str(c) for c, d in zip(frame.columns, folded.duplicated(keep=False), strict=True) if d})
         raise SchemaConflictError(
             f"cannot store a frame with column names {dupes} in table '{table}': SQL column "
             "names are compared without case, so they would collide"

@@ -26,9 +26,7 @@ def free_port() -> int:
 class _Server:
     """A ThreadingHTTPServer that can be started, switched and stopped (down = not listening)."""
 
-    def __init__(
-        self, handler: Callable[[BaseHTTPRequestHandler, dict], tuple[int, bytes]], slow_s: float = 3.0
-    ):
+    def __init__(self, handler: Callable[[BaseHTTPRequestHandler, dict], tuple[int, bytes]], slow_s: float = 3.0):
         self.port = free_port()
         self.mode = UP
         self.slow_s = slow_s
@@ -102,12 +100,23 @@ class ToolServer(_Server):
                 return 400, b'{"error": "idempotency key mismatch"}'
             with self._lock:
                 if key in self.accepted:
-                    return 200, json.dumps(
-                        {"status": "duplicate", "reference": self.accepted[key]["ref"]}
-                    ).encode()
+                    return 200, json.dumps({"status": "duplicate", "reference": self.accepted[key]["ref"]}).encode()
                 self.accepted[key] = {"ref": f"ORD-{len(self.accepted) + 1:05d}", "body": body}
-                return 201, json.dumps(
-                    {"status": "accepted", "reference": self.accepted[key]["ref"]}
-                ).encode()
+                return 201, json.dumps({"status": "accepted", "reference": self.accepted[key]["ref"]}).encode()
 
         super().__init__(handle, slow_s)
+
+
+class LineageReceiver(_Server):
+    """A Marquez-like receiver: keeps every event POSTed to /api/v1/lineage and answers 201."""
+
+    def __init__(self):
+        self.events: list[dict] = []
+
+        def handle(request: BaseHTTPRequestHandler, body: dict) -> tuple[int, bytes]:
+            if request.path != "/api/v1/lineage":
+                return 404, b"{}"
+            self.events.append(body)
+            return 201, b"{}"
+
+        super().__init__(handle)

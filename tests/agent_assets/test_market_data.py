@@ -19,9 +19,7 @@ from resources.errors import FaultSpecError
 
 
 def test_same_partition_same_data():
-    assert dataset_version(market.price_history("2026-11-20")) == dataset_version(
-        market.price_history("2026-11-20")
-    )
+    assert dataset_version(market.price_history("2026-11-20")) == dataset_version(market.price_history("2026-11-20"))
     assert dataset_version(market.positions("2026-11-20")) != dataset_version(market.positions("2026-11-19"))
 
 
@@ -52,8 +50,8 @@ def test_dates_outside_the_history_are_refused():
 
 
 def test_fault_specs_parse_and_validate():
-    faults = parse_faults("market_prices:2026-11-18=outliers; positions:2026-11-19=missing")
-    assert fault_for(faults, "market_prices", "2026-11-18") == "outliers"
+    faults = parse_faults("vendor_prices:2026-11-18=outliers; positions:2026-11-19=missing")
+    assert fault_for(faults, "vendor_prices", "2026-11-18") == "outliers"
     assert fault_for(faults, "positions", "2026-11-19") == "missing"
     assert fault_for(faults, "positions", "2026-11-18") is None
     assert parse_faults("") == ()
@@ -63,15 +61,15 @@ def test_fault_specs_parse_and_validate():
     ("spec", "match"),
     [
         (
-            "market_prices:2026-11-18=gremlins",
+            "vendor_prices:2026-11-18=gremlins",
             "unknown fault 'gremlins'; valid faults: missing, nan_prices",
         ),
-        ("market_prices=outliers", "expected 'asset:partition=kind'"),
+        ("vendor_prices=outliers", "expected 'asset:partition=kind'"),
         (
             "portfolios:2026-11-18=missing",
             "cannot inject faults into 'portfolios'; faultable assets",
         ),
-        ("positions:2026-11-18=nan_prices", "fault 'nan_prices' applies to market_prices only"),
+        ("positions:2026-11-18=nan_prices", "fault 'nan_prices' applies to vendor_prices only"),
     ],
 )
 def test_bad_fault_specs_say_what_is_valid(spec, match):

@@ -66,9 +66,7 @@ def test_nan_prices_fail_the_schema_and_block_the_batch():
 def test_proposal_ids_are_stable_per_agent_partition_and_key():
     frame = pd.DataFrame({"portfolio_id": ["A", "B"]})
     ids = proposal_ids("var_risk", "2026-11-20", frame, ["portfolio_id"])
-    assert (
-        ids.tolist() == proposal_ids("var_risk", "2026-11-20", frame[::-1], ["portfolio_id"])[::-1].tolist()
-    )
+    assert ids.tolist() == proposal_ids("var_risk", "2026-11-20", frame[::-1], ["portfolio_id"])[::-1].tolist()
     assert ids.nunique() == 2
     assert ids[0] != proposal_ids("var_risk", "2026-11-19", frame, ["portfolio_id"])[0]
 

@@ -136,9 +136,7 @@ TRADES = pd.DataFrame(
 )
 CLIENT_JOINS = (
     Join(table="portfolios", on={"portfolio_id": "portfolio_id"}, columns={"client_id": "ref_client"}),
-    Join(
-        table="investment_policies", on={"ref_client": "client_id"}, columns={"max_issuer_weight": "ips_max"}
-    ),
+    Join(table="investment_policies", on={"ref_client": "client_id"}, columns={"max_issuer_weight": "ips_max"}),
 )
 
 
@@ -182,9 +180,7 @@ def test_restricted_list_matches_on_several_columns():
         message="{portfolio_id} may not hold {ref_sector}",
         joins=(
             CLIENT_JOINS[0],
-            Join(
-                table="instruments", on={"instrument_id": "instrument_id"}, columns={"sector": "ref_sector"}
-            ),
+            Join(table="instruments", on={"instrument_id": "instrument_id"}, columns={"sector": "ref_sector"}),
         ),
     )
     report = evaluate([rule], TRADES, {**REFS, "exclusions": exclusions})
@@ -262,8 +258,7 @@ def test_rules_load_from_yaml_and_behave_like_python_rules(tmp_path):
     [
         ("rules:\n  - {id: a, kind: magic}", r"kind 'magic' is not one of \['concentration', 'expression'"),
         (
-            "rules:\n  - {id: a, kind: threshold, column: x, value: 1, message: m, description: d, "
-            "colour: red}",
+            "rules:\n  - {id: a, kind: threshold, column: x, value: 1, message: m, description: d, colour: red}",
             r"unknown field\(s\) \['colour'\]",
         ),
         ("rules:\n  - {id: a, kind: threshold, column: x, message: m, description: d}", "missing 1 required"),

@@ -104,9 +104,7 @@ def test_nothing_an_adversarial_agent_proposes_reaches_the_books_unsupervised(pr
             for who, decision in votes:
                 # a refusal (self-approval, second vote, already decided) is exactly what must happen
                 with contextlib.suppress(ApprovalError):
-                    control.approvals.decide(
-                        approval.approval_id, by=who, decision=decision, reason="hypothesis"
-                    )
+                    control.approvals.decide(approval.approval_id, by=who, decision=decision, reason="hypothesis")
         run_desk(url, defs, only_executor=True)  # what the approvals sensor would launch
         _assert_books_are_clean(url, control)
         dispose_all()
@@ -118,9 +116,7 @@ def _assert_books_are_clean(url: str, control: ControlPlaneResource) -> None:
     if not booked:
         return
     supervisions = control.decision_log.latest_supervisions("toy", "d1")
-    decisions = {
-        d.proposal_id: d for s in supervisions for d in control.decision_log.of_supervision(s.supervision_id)
-    }
+    decisions = {d.proposal_id: d for s in supervisions for d in control.decision_log.of_supervision(s.supervision_id)}
     approvals = {a.proposal_id: a for a in control.approvals.find(agent="toy")}
     for row in booked:
         decision = decisions[row["proposal_id"]]
@@ -133,12 +129,8 @@ def _assert_books_are_clean(url: str, control: ControlPlaneResource) -> None:
             assert len(set(approval.approvers)) >= approval.required
     executed = pd.DataFrame([decisions[r["proposal_id"]].proposal for r in booked])
     assert set(executed["tier"]) == {"FULL"}
-    Trades.validate(
-        executed.drop(columns=list(MACHINERY_COLUMNS)).astype({"trade_value": float, "confidence": float})
-    )
-    report = evaluate(
-        HARD_RULES, executed.astype({"trade_value": float}), {"restricted": RESTRICTED, "limits": LIMITS}
-    )
+    Trades.validate(executed.drop(columns=list(MACHINERY_COLUMNS)).astype({"trade_value": float, "confidence": float}))
+    report = evaluate(HARD_RULES, executed.astype({"trade_value": float}), {"restricted": RESTRICTED, "limits": LIMITS})
     assert not report.rejected().any(), report.findings()
 
 

@@ -23,9 +23,7 @@ DAY = "2026-11-18"
 
 
 def _cli(home, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FOUREYES_")} | {
-        "FOUREYES_HOME": str(home)
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FOUREYES_")} | {"FOUREYES_HOME": str(home)}
     return subprocess.run(
         [sys.executable, "-m", "agent_assets.cli", *args],
         env=env,
@@ -79,9 +77,7 @@ def test_four_eyes_approval_through_the_cli_then_the_sensor_executes_it_once(pen
     listing = _cli(home, "approvals", "list", "--agent", "margin_calls")
     assert listing.returncode == 0 and big.approval_id[:12] in listing.stdout and "0/2" in listing.stdout
 
-    first = _cli(
-        home, "approvals", "approve", big.approval_id[:12], "--by", "alice", "--reason", "matches CSA"
-    )
+    first = _cli(home, "approvals", "approve", big.approval_id[:12], "--by", "alice", "--reason", "matches CSA")
     assert "1 of 2 approvals, waiting for another approver" in first.stdout
     nothing = _tick(defs, instance)
     assert nothing.run_requests == []
@@ -97,9 +93,9 @@ def test_four_eyes_approval_through_the_cli_then_the_sensor_executes_it_once(pen
     assert _launch(defs, instance, tick.run_requests[0]).success
     booked = [r for r in books.booked() if r["proposal_id"] == big.proposal_id]
     assert len(booked) == 1
-    assert booked[0]["booked_at"].replace(tzinfo=None) >= control.approvals.get(
-        big.approval_id
-    ).decided_at.replace(tzinfo=None)
+    assert booked[0]["booked_at"].replace(tzinfo=None) >= control.approvals.get(big.approval_id).decided_at.replace(
+        tzinfo=None
+    )
 
     # the next tick re-reads recent decisions but asks for the same run: Dagster dedupes it by run key
     again = _tick(defs, instance, tick.cursor)
@@ -108,9 +104,7 @@ def test_four_eyes_approval_through_the_cli_then_the_sensor_executes_it_once(pen
     assert len([r for r in books.booked() if r["proposal_id"] == big.proposal_id]) == 1
 
     history = _cli(home, "approvals", "list", "--status", "all", "--format", "json")
-    votes = next(a for a in __import__("json").loads(history.stdout) if a["approval_id"] == big.approval_id)[
-        "votes"
-    ]
+    votes = next(a for a in __import__("json").loads(history.stdout) if a["approval_id"] == big.approval_id)["votes"]
     assert [(v["by"], v["decision"], v["reason"]) for v in votes] == [
         ("alice", "approve", "matches CSA"),
         ("bob", "approve", "agreed"),

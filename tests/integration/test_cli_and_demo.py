@@ -39,11 +39,12 @@ def test_demo_summarises_every_partition_and_traces_the_bad_one(demo_home):
         assert f"\n{day}  var_risk" in out
     assert "RUN FAILED" not in out
     assert "margin_calls" in out and "rebalancing" in out
-    assert "outliers in market_prices" in out
+    assert "outliers in vendor_prices" in out
     assert "2026-11-18  var_risk      CONSTRAINED: market_prices: served 2026-11-17 for 2026-11-18" in out
     assert "requested partition failed no_outliers" in out
-    assert "Trace of the output built on the faulty partition 2026-11-18:" in out
-    assert "market_prices  partition 2026-11-17" in out  # the trace shows what was really served
+    assert "Trace of var_risk_proposals[2026-11-18], built on the faulty day:" in out
+    assert "market_prices[2026-11-17] (requested 2026-11-18)" in out  # the trace shows what was really served
+    assert "root cause: vendor_prices[2026-11-18] (version " in out
 
 
 def test_demo_twice_executes_nothing_twice(demo_home):
@@ -59,18 +60,18 @@ def test_trace_text_and_json(demo_home):
     home, _ = demo_home
     text = _cli("trace", "var_risk_proposals", "--partition", "2026-11-20", home=home)
     assert text.returncode == 0, text.stderr
-    assert text.stdout.startswith("var_risk_proposals [2026-11-20]  version ")
-    assert "positions      partition 2026-11-20" in text.stdout
-    data = json.loads(
-        _cli("trace", "var_risk_proposals", "-p", "2026-11-20", "--format", "json", home=home).stdout
-    )
-    assert data["asset"] == "var_risk_proposals" and data["partition"] == "2026-11-20"
-    assert {i["dataset"]: i["partition"] for i in data["inputs"]} == {
+    assert text.stdout.startswith("var_risk_proposals[2026-11-20]  version ")
+    assert "├─ positions[2026-11-20]  version " in text.stdout
+    assert text.stdout.strip().endswith("passed its checks and is current")
+    data = json.loads(_cli("trace", "var_risk_proposals", "-p", "2026-11-20", "--format", "json", home=home).stdout)
+    root = data["trace"]
+    assert root["dataset"] == "var_risk_proposals" and root["partition"] == "2026-11-20"
+    assert {i["dataset"]: i["partition"] for i in root["inputs"]} == {
         "positions": "2026-11-20",
         "market_prices": "2026-11-20",
         "portfolios": "__all__",
     }
-    assert all(len(i["version"]) == 32 for i in data["inputs"])
+    assert all(len(i["version"]) == 32 for i in root["inputs"])
 
 
 def test_trace_of_something_never_built_is_one_clear_line(demo_home):
@@ -84,7 +85,7 @@ def test_trace_of_something_never_built_is_one_clear_line(demo_home):
 
 
 def test_a_bad_fault_spec_is_one_clear_line(tmp_path):
-    done = _cli("demo", "--fault", "market_prices:2026-11-18=gremlins", home=tmp_path)
+    done = _cli("demo", "--fault", "vendor_prices:2026-11-18=gremlins", home=tmp_path)
     assert done.returncode == 1
     assert "Error: unknown fault 'gremlins'; valid faults: missing, nan_prices" in done.stderr
 

@@ -37,20 +37,21 @@ def _faulty_day(clean: Path, tmp_path: Path, faults: str, days=("2026-11-18",)) 
 
 
 @pytest.mark.parametrize(
-    ("fault", "feed", "failed"),
+    ("fault", "source", "feed", "failed"),
     [
-        ("nan_prices", "market_prices", "no_missing_prices"),
-        ("zero_prices", "market_prices", "no_missing_prices"),
-        ("outliers", "market_prices", "no_outliers"),
-        ("stale", "market_prices", "freshness"),
-        ("schema_drift", "market_prices", "schema"),
-        ("missing", "positions", None),
+        ("nan_prices", "vendor_prices", "market_prices", "failed no_missing_prices"),
+        ("zero_prices", "vendor_prices", "market_prices", "failed no_missing_prices"),
+        ("outliers", "vendor_prices", "market_prices", "failed no_outliers"),
+        ("stale", "vendor_prices", "market_prices", "failed freshness"),
+        ("schema_drift", "vendor_prices", "market_prices", "failed schema"),
+        ("missing", "vendor_prices", "market_prices", "missing"),
+        ("missing", "positions", "positions", "missing"),
     ],
 )
 def test_a_bad_feed_partition_is_replaced_by_the_last_good_one_and_the_output_says_so(
-    clean_day, tmp_path, fault, feed, failed
+    clean_day, tmp_path, fault, source, feed, failed
 ):
-    settings = _faulty_day(clean_day, tmp_path, f"{feed}:2026-11-18={fault}")
+    settings = _faulty_day(clean_day, tmp_path, f"{source}:2026-11-18={fault}")
     control = ControlPlaneResource(url=settings.control_url)
     run = control.agent_runs.latest("var_risk", "2026-11-18")
     stale = {i["input"]: i for i in run.inputs if i["stale"]}
@@ -60,14 +61,11 @@ def test_a_bad_feed_partition_is_replaced_by_the_last_good_one_and_the_output_sa
         "2026-11-17",
         1,
     )
-    reason = f"requested partition failed {failed}" if failed else "requested partition missing"
-    assert stale[feed]["reason"].startswith(reason)
+    assert stale[feed]["reason"].startswith(f"requested partition {failed}")
     assert run.tier == "CONSTRAINED"
 
     proposals = (
-        SqlWarehouseResource(url=settings.warehouse_url)
-        .read_partition("var_risk_proposals", "2026-11-18")
-        .frame
+        SqlWarehouseResource(url=settings.warehouse_url).read_partition("var_risk_proposals", "2026-11-18").frame
     )
     assert set(proposals["tier"]) == {"CONSTRAINED"}
     assert proposals["served_inputs"].str.startswith(f"{feed}: served 2026-11-17 for 2026-11-18").all()
@@ -88,7 +86,7 @@ def test_a_bad_feed_partition_is_replaced_by_the_last_good_one_and_the_output_sa
 
 
 def test_constrained_var_widens_with_staleness_and_rebalancing_stops_trading(clean_day, tmp_path):
-    settings = _faulty_day(clean_day, tmp_path, "market_prices:2026-11-18=outliers")
+    settings = _faulty_day(clean_day, tmp_path, "vendor_prices:2026-11-18=outliers")
     warehouse = SqlWarehouseResource(url=settings.warehouse_url)
     var = warehouse.read_partition("var_risk_proposals", "2026-11-18").frame.set_index("portfolio_id")
     clean = warehouse.read_partition("var_risk_proposals", "2026-11-17").frame.set_index("portfolio_id")
@@ -111,18 +109,9 @@ def test_past_the_maximum_staleness_the_baseline_reports(clean_day, tmp_path):
     assert control.agent_runs.latest("margin_calls", "2026-11-18").tier == "CONSTRAINED"
     run = control.agent_runs.latest("margin_calls", "2026-11-19")
     assert run.tier == "PASS_THROUGH"
-    assert (
-        "exposures: served 2026-11-17 for 2026-11-19 (2 business days old, beyond the 1-day limit"
-        in run.tier_reason
-    )
+    assert "exposures: served 2026-11-17 for 2026-11-19 (2 business days old, beyond the 1-day limit" in run.tier_reason
     report = (
-        SqlWarehouseResource(url=settings.warehouse_url)
-        .read_partition("margin_calls_proposals", "2026-11-19")
-        .frame
+        SqlWarehouseResource(url=settings.warehouse_url).read_partition("margin_calls_proposals", "2026-11-19").frame
     )
-    assert (
-        len(report) == 8 and set(report["action"]) == {"escalate"} and set(report["tier"]) == {"PASS_THROUGH"}
-    )
-    assert {d.verdict for d in control.decision_log.for_partition("margin_calls", "2026-11-19")} == {
-        "approved"
-    }
+    assert len(report) == 8 and set(report["action"]) == {"escalate"} and set(report["tier"]) == {"PASS_THROUGH"}
+    assert {d.verdict for d in control.decision_log.for_partition("margin_calls", "2026-11-19")} == {"approved"}

@@ -39,9 +39,7 @@ def test_the_backend_that_answered_is_in_every_decision(tmp_path):
         settings = FoureyesSettings.from_env(
             {"FOUREYES_HOME": str(tmp_path), "FOUREYES_MODELS": f"garbled={garbled.url};good={good.url}"}
         )
-        assert run_business_day(
-            build_definitions(settings), "2026-11-20", dg.DagsterInstance.ephemeral()
-        ).success
+        assert run_business_day(build_definitions(settings), "2026-11-20", dg.DagsterInstance.ephemeral()).success
     finally:
         garbled.stop()
         good.stop()

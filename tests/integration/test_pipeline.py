@@ -40,7 +40,7 @@ def _latest_decisions(control, agent, day):
 
 
 def test_supervised_week_books_only_approved_actions_once(settings):
-    settings = replace(settings, faults="market_prices:2026-11-18=outliers")
+    settings = replace(settings, faults="vendor_prices:2026-11-18=outliers")
     instance = dg.DagsterInstance.ephemeral()
     control = ControlPlaneResource(url=settings.control_url)
 
@@ -58,34 +58,22 @@ def test_supervised_week_books_only_approved_actions_once(settings):
         assert not not_approved & {row["proposal_id"] for row in booked}, agent
         receipts = [r for day in DAYS for r in control.receipts.for_partition(agent, day)]
         assert {r.idempotency_key for r in receipts} == {row["idempotency_key"] for row in booked}
-        assert all(r.status == EXECUTED and r.executed_at for r in receipts), [
-            (r.status, r.detail) for r in receipts
-        ]
-    rejected = [
-        d for day in DAYS for a in BOOKS for d in _latest_decisions(control, a, day) if d.verdict == REJECTED
-    ]
+        assert all(r.status == EXECUTED and r.executed_at for r in receipts), [(r.status, r.detail) for r in receipts]
+    rejected = [d for day in DAYS for a in BOOKS for d in _latest_decisions(control, a, day) if d.verdict == REJECTED]
     assert rejected, "the rebalancing agent proposes restricted buys every day: the supervisor rejects them"
-    pending = [
-        d for day in DAYS for a in BOOKS for d in _latest_decisions(control, a, day) if d.verdict == PENDING
-    ]
+    pending = [d for day in DAYS for a in BOOKS for d in _latest_decisions(control, a, day) if d.verdict == PENDING]
     assert pending, "large actions should wait for approval"
 
     # rejections are WARN (dropped); the outlier prices failed their quality check (WARN too),
     # and the agents reading prices ran CONSTRAINED on the last good file instead
     rules = _rules_check(results["2026-11-17"].agents, "rebalancing_proposals")
-    assert (
-        rules.passed is False
-        and rules.severity == dg.AssetCheckSeverity.WARN
-        and rules.partition == "2026-11-17"
-    )
+    assert rules.passed is False and rules.severity == dg.AssetCheckSeverity.WARN and rules.partition == "2026-11-17"
     checks = {
         e.check_name: e
         for e in results["2026-11-18"].market_data.get_asset_check_evaluations()
         if e.asset_key.to_user_string() == "market_prices"
     }
-    assert (
-        checks["no_outliers"].passed is False and checks["no_outliers"].severity == dg.AssetCheckSeverity.WARN
-    )
+    assert checks["no_outliers"].passed is False and checks["no_outliers"].severity == dg.AssetCheckSeverity.WARN
     assert checks["schema"].passed and checks["freshness"].passed
     run = control.agent_runs.latest("var_risk", "2026-11-18")
     assert run.tier == "CONSTRAINED"
@@ -101,11 +89,7 @@ def test_supervised_week_books_only_approved_actions_once(settings):
         assert _run(settings, day, instance).success
     for agent, table in BOOKS.items():
         assert len(SqlBooksTarget(url=settings.warehouse_url, table=table).booked()) == booked_counts[agent]
-    actions = (
-        SqlWarehouseResource(url=settings.warehouse_url)
-        .read_partition("var_risk_actions", "2026-11-19")
-        .frame
-    )
+    actions = SqlWarehouseResource(url=settings.warehouse_url).read_partition("var_risk_actions", "2026-11-19").frame
     assert set(actions["status"]) == {"already_executed"}
     assert actions["detail"].str.startswith("delivered").all()
 
@@ -125,7 +109,7 @@ def test_lineage_is_valid_openlineage_and_traces_to_the_served_versions(settings
 
     warehouse = SqlWarehouseResource(url=settings.warehouse_url)
     result = trace(control.lineage_store, warehouse, "var_risk_proposals", "2026-11-20")
-    served = {i.dataset: (i.partition, i.version) for i in result.inputs}
+    served = {i.dataset: (i.partition, i.version) for i in result.root.inputs}
     assert served == {
         "positions": ("2026-11-20", warehouse.partition_record("positions", "2026-11-20").version),
         "market_prices": (
@@ -134,11 +118,11 @@ def test_lineage_is_valid_openlineage_and_traces_to_the_served_versions(settings
         ),
         "portfolios": ("__all__", warehouse.partition_record("portfolios", None).version),
     }
-    assert result.version == warehouse.partition_record("var_risk_proposals", "2026-11-20").version
+    assert result.root.version == warehouse.partition_record("var_risk_proposals", "2026-11-20").version
 
 
 def test_a_failing_step_sends_fail_with_the_error(settings):
-    settings = replace(settings, faults="market_prices:2026-11-20=schema_drift")
+    settings = replace(settings, faults="vendor_prices:2026-11-20=schema_drift")
     day = _run(settings, "2026-11-20", dg.DagsterInstance.ephemeral())
     assert not day.success
     events = [e.payload for e in ControlPlaneResource(url=settings.control_url).lineage_store.events()]
@@ -158,9 +142,7 @@ def test_a_missing_feed_fails_ingestion_clearly_and_the_agents_still_run(setting
     day = _run(settings, "2026-11-20", instance)
     failure = next(e for e in day.market_data.all_events if e.event_type_value == "STEP_FAILURE")
     assert failure.step_key == "positions"
-    assert "the market feed did not deliver positions for 2026-11-20" in str(
-        failure.event_specific_data.error
-    )
+    assert "the market feed did not deliver positions for 2026-11-20" in str(failure.event_specific_data.error)
     assert day.agents.success
     run = ControlPlaneResource(url=settings.control_url).agent_runs.latest("var_risk", "2026-11-20")
     assert run.tier == "CONSTRAINED" and "positions: served 2026-11-19 for 2026-11-20" in run.tier_reason

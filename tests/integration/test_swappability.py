@@ -26,10 +26,7 @@ def _booked(url: str) -> set[tuple[str, str]]:
 def _verdicts(url: str) -> dict[str, str]:
     control = ControlPlaneResource(url=url)
     latest = control.decision_log.latest_supervisions("toy", "d1")[0]
-    return {
-        d.proposal["instrument_id"]: d.verdict
-        for d in control.decision_log.of_supervision(latest.supervision_id)
-    }
+    return {d.proposal["instrument_id"]: d.verdict for d in control.decision_log.of_supervision(latest.supervision_id)}
 
 
 def test_the_shipped_stages_together(db_url):
@@ -121,16 +118,12 @@ def test_a_schema_failure_blocks_the_batch_and_the_executor_in_the_same_run(db_u
 
     result = run_desk(db_url, desk(propose=sloppy))
     assert not result.success
-    steps = {
-        e.step_key: e.event_type_value for e in result.all_events if e.event_type_value.startswith("STEP_")
-    }
+    steps = {e.step_key: e.event_type_value for e in result.all_events if e.event_type_value.startswith("STEP_")}
     assert steps["toy_supervisor"] == "STEP_FAILURE"
     assert "toy_actions" not in {e.step_key for e in result.all_events if e.event_type_value == "STEP_START"}
     control = ControlPlaneResource(url=db_url)
     decisions = control.decision_log.for_partition("toy", "d1")
-    assert decisions and all(
-        d.verdict == "rejected" and d.reasons[0].rule == "proposals_schema" for d in decisions
-    )
+    assert decisions and all(d.verdict == "rejected" and d.reasons[0].rule == "proposals_schema" for d in decisions)
     supervision = control.decision_log.latest_supervisions("toy")[0]
     assert supervision.blocked and "failed its schema" in supervision.block_reason
     assert control.outbox.find(agent="toy") == []  # nothing approved, nothing queued

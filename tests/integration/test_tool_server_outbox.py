@@ -37,12 +37,8 @@ def order_system():
 
 
 def _setup(tmp_path, server):
-    settings = FoureyesSettings.from_env(
-        {"FOUREYES_HOME": str(tmp_path), "FOUREYES_ORDER_SYSTEM_URL": server.url}
-    )
-    defs = build_definitions(
-        settings, overrides={"order_system": HttpToolTarget(url=server.url, timeout_s=0.5)}
-    )
+    settings = FoureyesSettings.from_env({"FOUREYES_HOME": str(tmp_path), "FOUREYES_ORDER_SYSTEM_URL": server.url})
+    defs = build_definitions(settings, overrides={"order_system": HttpToolTarget(url=server.url, timeout_s=0.5)})
     return settings, defs
 
 
@@ -53,9 +49,7 @@ def _approved_keys(control: ControlPlaneResource) -> set[str]:
 def _make_due(settings) -> None:
     """Time passes: every backoff is over."""
     with engine_for(settings.control_url).begin() as conn:
-        conn.execute(
-            sa.update(outbox_table).values(next_attempt_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
-        )
+        conn.execute(sa.update(outbox_table).values(next_attempt_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)))
 
 
 def _tick(defs, instance):
@@ -66,9 +60,7 @@ def _tick(defs, instance):
 
 
 @pytest.mark.parametrize("trouble", ["down", SLOW, ERROR, GARBAGE])
-def test_queued_trades_are_delivered_exactly_once_when_the_order_system_returns(
-    tmp_path, order_system, trouble
-):
+def test_queued_trades_are_delivered_exactly_once_when_the_order_system_returns(tmp_path, order_system, trouble):
     settings, defs = _setup(tmp_path, order_system)
     instance = dg.DagsterInstance.ephemeral()
     if trouble == "down":
@@ -81,9 +73,7 @@ def test_queued_trades_are_delivered_exactly_once_when_the_order_system_returns(
     queued = control.outbox.find(agent="rebalancing", status=QUEUED)
     assert queued and all(e.attempts == 1 and e.last_error for e in queued)
     assert control.receipts.for_partition("rebalancing", DAY) == []
-    actions = (
-        SqlWarehouseResource(url=settings.warehouse_url).read_partition("rebalancing_actions", DAY).frame
-    )
+    actions = SqlWarehouseResource(url=settings.warehouse_url).read_partition("rebalancing_actions", DAY).frame
     assert set(actions["status"]) == {"queued_for_retry"}
     assert not _tick(defs, instance).run_requests  # backing off: not due yet
 

@@ -32,9 +32,7 @@ def signals(context: dg.AssetExecutionContext, warehouse: SqlWarehouseResource, 
 
 
 @dg.asset(hooks=LINEAGE_HOOKS)
-def restricted(
-    context: dg.AssetExecutionContext, warehouse: SqlWarehouseResource, lineage: OpenLineageResource
-):
+def restricted(context: dg.AssetExecutionContext, warehouse: SqlWarehouseResource, lineage: OpenLineageResource):
     open_step(context, lineage, warehouse)
     return versioned_output(RESTRICTED)
 
@@ -71,9 +69,7 @@ HARD_RULES = (
         id="max_trade",
         description="trade within the portfolio's limit",
         expression="abs(trade_value) <= ref_max_trade",
-        joins=(
-            Join(table="limits", on={"portfolio_id": "portfolio_id"}, columns={"max_trade": "ref_max_trade"}),
-        ),
+        joins=(Join(table="limits", on={"portfolio_id": "portfolio_id"}, columns={"max_trade": "ref_max_trade"}),),
         message="{portfolio_id}: {trade_value} above {ref_max_trade}",
     ),
     Expression(

@@ -26,9 +26,7 @@ def _open(url: str, proposal: str, required: int, hours: float = 8) -> tuple[Con
         summary=f"call for {proposal}",
         expires_at=NOW + dt.timedelta(hours=hours),
     )
-    supervision = SupervisionRecord(
-        "s-" + proposal, "margin_calls", "2026-11-20", "v1", False, "", {"pending": 1}
-    )
+    supervision = SupervisionRecord("s-" + proposal, "margin_calls", "2026-11-20", "v1", False, "", {"pending": 1})
     control.decision_log.record([], supervision=supervision, approvals=[request, request])  # twice: kept once
     return control, request.approval_id
 
@@ -48,9 +46,7 @@ def test_four_eyes_needs_two_distinct_approvers_none_of_them_the_proposer(db_url
         control.approvals.decide(approval, by="agent:margin_calls", decision="approve", reason="me", now=NOW)
     first = control.approvals.decide(approval, by="alice", decision="approve", reason="ok", now=NOW)
     assert first.status == PENDING and first.approvers == ["alice"]
-    with pytest.raises(
-        ApprovalError, match=r"alice already voted on approval .*; a second approver must differ"
-    ):
+    with pytest.raises(ApprovalError, match=r"alice already voted on approval .*; a second approver must differ"):
         control.approvals.decide(approval, by="alice", decision="approve", reason="again", now=NOW)
     second = control.approvals.decide(approval, by="bob", decision="approve", reason="ok too", now=NOW)
     assert second.status == APPROVED and second.approvers == ["alice", "bob"]

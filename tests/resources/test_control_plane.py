@@ -41,15 +41,9 @@ def _supervision(supervision: str, version: str = "v1", blocked: bool = False) -
 
 def test_latest_supervision_of_the_exact_version_wins(db_url):
     log = ControlPlaneResource(url=db_url).decision_log
-    log.record(
-        [_decision("s1", "A", REJECTED), _decision("s1", "B", APPROVED)], supervision=_supervision("s1")
-    )
-    log.record(
-        [_decision("s2", "A", APPROVED), _decision("s2", "B", APPROVED)], supervision=_supervision("s2")
-    )
-    log.record(
-        [_decision("s3", "A", REJECTED, version="v2")], supervision=_supervision("s3", "v2", blocked=True)
-    )
+    log.record([_decision("s1", "A", REJECTED), _decision("s1", "B", APPROVED)], supervision=_supervision("s1"))
+    log.record([_decision("s2", "A", APPROVED), _decision("s2", "B", APPROVED)], supervision=_supervision("s2"))
+    log.record([_decision("s3", "A", REJECTED, version="v2")], supervision=_supervision("s3", "v2", blocked=True))
     latest = log.supervision("var_risk", "2026-11-20", "v1")
     assert latest.supervision_id == "s2" and not latest.blocked and latest.counts == {"n": 2}
     decisions = log.of_supervision(latest.supervision_id)

@@ -18,9 +18,7 @@ BAD = [Assertion("no_missing_prices", False, "3 missing"), Assertion("freshness"
 
 @pytest.fixture
 def fallback(db_url) -> FallbackResource:
-    return FallbackResource(
-        warehouse=SqlWarehouseResource(url=db_url), control_plane=ControlPlaneResource(url=db_url)
-    )
+    return FallbackResource(warehouse=SqlWarehouseResource(url=db_url), control_plane=ControlPlaneResource(url=db_url))
 
 
 def _write(fallback: FallbackResource, day: str, checked: list[Assertion] | None, value: float = 1.0) -> str:
@@ -72,9 +70,7 @@ def test_anything_but_a_good_partition_falls_back_to_the_last_good_one(fallback,
 def test_a_last_good_partition_rewritten_since_its_check_is_skipped(fallback):
     _write(fallback, "2026-11-16", GOOD, value=16.0)
     _write(fallback, "2026-11-17", GOOD)
-    fallback.warehouse.write_partition(
-        "prices", "2026-11-17", pd.DataFrame({"close": [99.0]})
-    )  # unchecked now
+    fallback.warehouse.write_partition("prices", "2026-11-17", pd.DataFrame({"close": [99.0]}))  # unchecked now
     served = fallback.serve(PRICES, "2026-11-18")
     assert served.served == "2026-11-16" and served.frame["close"].tolist() == [16.0]
 

@@ -38,9 +38,7 @@ def _chain(url: str, servers, **kwargs) -> ModelChainResource:
     return ModelChainResource(
         control_url=url,
         backends=[
-            ModelBackend(
-                name="primary", kind="openai", url=servers[0].url, timeout_s=0.5, retries=1, backoff_s=0.01
-            ),
+            ModelBackend(name="primary", kind="openai", url=servers[0].url, timeout_s=0.5, retries=1, backoff_s=0.01),
             ModelBackend(name="secondary", kind="openai", url=servers[1].url, timeout_s=0.5, retries=0),
             ModelBackend(name="local", kind="local_policy"),
         ],
@@ -53,9 +51,9 @@ def test_the_first_healthy_backend_answers(tmp_path, servers):
     assert (answer.answer, answer.backend) == ({"verdict": "escalate"}, "primary")
     assert [(a["backend"], a["outcome"], a["tries"]) for a in answer.attempts] == [("primary", "ok", 1)]
     request = servers[0].requests[0]
-    assert request["path"] == "/v1/chat/completions" and request["body"]["messages"][-1][
-        "content"
-    ].startswith("portfolio A")
+    assert request["path"] == "/v1/chat/completions" and request["body"]["messages"][-1]["content"].startswith(
+        "portfolio A"
+    )
 
 
 @pytest.mark.parametrize(

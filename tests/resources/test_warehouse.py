@@ -69,9 +69,7 @@ def _edge_values() -> pd.DataFrame:
     return pd.DataFrame(
         {
             "n": pd.array([2**62 + 1, None, -(2**62) - 1], dtype="Int64"),
-            "t": pd.to_datetime(
-                ["1900-03-04 05:06:07.000001", None, "2250-12-31 23:59:59.999999"], format="ISO8601"
-            ),
+            "t": pd.to_datetime(["1900-03-04 05:06:07.000001", None, "2250-12-31 23:59:59.999999"], format="ISO8601"),
             "tz": pd.to_datetime(["1969-12-31 23:59:59.5", "2026-03-29 01:30", None], format="ISO8601")
             .tz_localize("UTC")
             .tz_convert("America/New_York"),
@@ -216,9 +214,7 @@ def test_new_columns_are_added_and_old_partitions_read_as_written(db_url):
 def test_a_column_whose_kind_changes_is_refused(db_url):
     warehouse = SqlWarehouseResource(url=db_url)
     warehouse.write_partition("prices", "d1", pd.DataFrame({"close": [1.0]}))
-    with pytest.raises(
-        SchemaConflictError, match="stores column 'close' as float, but the new partition has text"
-    ):
+    with pytest.raises(SchemaConflictError, match="stores column 'close' as float, but the new partition has text"):
         warehouse.write_partition("prices", "d2", pd.DataFrame({"close": ["1.0"]}))
 
 

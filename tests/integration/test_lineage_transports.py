@@ -1,0 +1,171 @@
+"""Lineage out through any standard OpenLineage transport, and lineage in from jobs outside Dagster."""
+
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+import uuid
+
+import dagster as dg
+import pytest
+from openlineage.client import OpenLineageClient
+from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
+from openlineage.client.facet_v2 import base_subset_dataset
+from openlineage.client.transport.http import HttpConfig, HttpTransport
+
+from agent_assets.daily_run import run_business_day
+from agent_assets.definitions import build_definitions
+from agent_assets.trace import trace
+from resources.control_plane import ControlPlaneResource
+from resources.lineage import OpenLineageResource
+from resources.settings import FoureyesSettings
+from resources.warehouse import SqlWarehouseResource
+from tests.conftest import ROOT, assert_valid_openlineage
+from tests.resources.test_lineage import _materialize, quotes, signal
+from tests.servers import LineageReceiver, free_port
+
+
+@pytest.fixture
+def marquez():
+    server = LineageReceiver().start()
+    yield server
+    server.stop()
+
+
+def _configure_http(monkeypatch, url: str) -> None:
+    monkeypatch.setenv("OPENLINEAGE__TRANSPORT__TYPE", "http")
+    monkeypatch.setenv("OPENLINEAGE__TRANSPORT__URL", url)
+
+
+def test_the_http_transport_configured_the_standard_way_gets_every_event_and_so_does_the_store(
+    tmp_path, monkeypatch, marquez
+):
+    _configure_http(monkeypatch, marquez.url)
+    url = f"sqlite:///{tmp_path}/c.db"
+    assert _materialize(url, OpenLineageResource(control_url=url), quotes, signal).success
+    stored = [e.payload for e in ControlPlaneResource(url=url).lineage_store.events()]
+    assert len(marquez.events) == len(stored) == 4
+    assert [e["eventType"] for e in marquez.events] == ["START", "COMPLETE", "START", "COMPLETE"]
+    assert_valid_openlineage(marquez.events)
+    assert {e["run"]["runId"] for e in marquez.events} == {e["run"]["runId"] for e in stored}
+
+
+def test_external_mode_sends_only_to_the_configured_transport(tmp_path, monkeypatch, marquez):
+    _configure_http(monkeypatch, marquez.url)
+    url = f"sqlite:///{tmp_path}/c.db"
+    assert _materialize(url, OpenLineageResource(control_url=url, mode="external"), quotes).success
+    assert len(marquez.events) == 2
+    assert ControlPlaneResource(url=url).lineage_store.events() == []
+
+
+def test_an_openlineage_yml_composite_naming_the_store_is_used_as_it_is(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path}/c.db"
+    log = tmp_path / "events.jsonl"
+    config = tmp_path / "openlineage.yml"
+    config.write_text(
+        "transport:\n  type: composite\n  transports:\n"
+        f"    store:\n      type: resources.lineage_transport.ControlPlaneTransport\n      url: {url}\n"
+        f"    file:\n      type: file\n      log_file_path: {log}\n      append: true\n"
+    )
+    monkeypatch.setenv("OPENLINEAGE_CONFIG", str(config))
+    assert _materialize(url, OpenLineageResource(control_url=url), quotes).success
+    assert len(ControlPlaneResource(url=url).lineage_store.events()) == 2  # once, not twice
+    assert len(log.read_text().splitlines()) == 2
+
+
+def test_external_mode_without_a_configured_transport_is_one_clear_warning(tmp_path, caplog):
+    url = f"sqlite:///{tmp_path}/c.db"
+    assert _materialize(url, OpenLineageResource(control_url=url, mode="external"), quotes).success
+    assert "lineage mode 'external' needs a transport configured the OpenLineage way" in caplog.text
+
+
+def _airflow_events(partition: str) -> list[RunEvent]:
+    """The vendor's Airflow DAG: it publishes the price file our vendor_prices feed reads."""
+    run = Run(runId=str(uuid.uuid4()))
+    job = Job(namespace="airflow", name="vendor_eod.publish_prices")
+    condition = base_subset_dataset.PartitionSubsetCondition(
+        partitions=[base_subset_dataset.Partition(identifier=partition, dimensions={"date": partition})]
+    )
+    source = InputDataset(
+        namespace="s3://vendor-raw",
+        name="closes",
+        inputFacets={"subset": base_subset_dataset.InputSubsetInputDatasetFacet(inputCondition=condition)},
+    )
+    target = OutputDataset(
+        namespace="sftp://vendor.example",
+        name="eod/prices",
+        outputFacets={"subset": base_subset_dataset.OutputSubsetOutputDatasetFacet(outputCondition=condition)},
+    )
+    return [
+        RunEvent(
+            eventType=state,
+            eventTime="2026-11-18T17:00:00.000Z",
+            run=run,
+            job=job,
+            producer="https://airflow.example",
+            inputs=[source],
+            outputs=[target] if state == RunState.COMPLETE else [],
+        )
+        for state in (RunState.START, RunState.COMPLETE)
+    ]
+
+
+def _cli(home, *args, **kwargs):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FOUREYES_", "OPENLINEAGE"))}
+    env["FOUREYES_HOME"] = str(home)
+    return subprocess.Popen([sys.executable, "-m", "agent_assets.cli", *args], env=env, cwd=ROOT, **kwargs)
+
+
+def test_lineage_served_to_others_joins_the_trace(tmp_path):
+    settings = FoureyesSettings.from_env({"FOUREYES_HOME": str(tmp_path)})
+    assert run_business_day(build_definitions(settings), "2026-11-18", dg.DagsterInstance.ephemeral()).success
+    port = free_port()
+    server = _cli(tmp_path, "lineage", "serve", "--port", str(port), stdout=subprocess.PIPE, text=True)
+    try:
+        assert "receiving OpenLineage events on" in server.stdout.readline()
+        client = OpenLineageClient(transport=HttpTransport(HttpConfig(url=f"http://127.0.0.1:{port}")))
+        for event in _airflow_events("2026-11-18"):
+            client.emit(event)  # the standard client, as Airflow's integration would
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/v1/lineage",
+            data=b'{"eventType": "START"}',
+            headers={"Content-Type": "application/json"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert (
+            refused.value.code == 400 and "not an OpenLineage event: missing eventTime" in refused.value.read().decode()
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    control = ControlPlaneResource(url=settings.control_url)
+    result = trace(
+        control.lineage_store,
+        SqlWarehouseResource(url=settings.warehouse_url),
+        "holdings",
+        "2026-11-18",
+        quality=control.quality,
+    )
+    hops = {hop.label: hop for hop, _ in result.root.walk()}
+    vendor_file = hops["sftp://vendor.example/eod/prices[2026-11-18]"]
+    assert vendor_file.job == "airflow/vendor_eod.publish_prices" and vendor_file.status == "COMPLETE"
+    assert [h.label for h in vendor_file.inputs] == ["s3://vendor-raw/closes[2026-11-18]"]
+
+
+def test_lineage_ingest_imports_files_and_refuses_what_is_not_lineage(tmp_path):
+    events = tmp_path / "events.jsonl"
+    from openlineage.client.serde import Serde
+
+    events.write_text("\n".join(json.dumps(Serde.to_dict(e)) for e in _airflow_events("2026-11-19")) + "\n")
+    done = _cli(tmp_path, "lineage", "ingest", str(events), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = done.communicate(timeout=60)
+    assert done.returncode == 0, err
+    assert out.strip() == f"{events}: 2 event(s) stored"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"eventType": "START", "eventTime": "x", "producer": "p", "run": {}}\n')
+    done = _cli(tmp_path, "lineage", "ingest", str(bad), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, err = done.communicate(timeout=60)
+    assert done.returncode == 1 and "not an OpenLineage event: missing run.runId, job.namespace, job.name" in err
