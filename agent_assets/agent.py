@@ -17,6 +17,7 @@ execute"), ``rationale`` and ``confidence``, plus the agent's natural key column
 """
 
 import hashlib
+import inspect
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from checks.rules import Rule
 from checks.supervision_checks import supervision_checks
 from checks.supervisor import DROP, HOLD, MACHINERY_COLUMNS, Supervisor
 from resources.agent_runs import FULL, PASS_THROUGH, AgentRunRecord
+from resources.agent_state import DEFAULT_LIVENESS, LOADING, PROPOSING, Liveness
 from resources.asset_inputs import AssetInput
 from resources.control_plane import ControlPlaneResource
 from resources.dataset_version import dataset_version
@@ -42,8 +44,9 @@ from resources.errors import AgentDefinitionError, InputDataError
 from resources.fallback import FallbackResource, ServedInput
 from resources.lineage import LINEAGE_HOOKS, OpenLineageResource
 from resources.lineage_facets import AgentRunFacet
-from resources.markdown import markdown_table
-from resources.model_chain import ModelAnswer, ModelChainResource, ModelQuestion
+from resources.markdown import asset_link, markdown_table
+from resources.model_chain import ModelAnswer, ModelChainExhaustedError, ModelChainResource, ModelQuestion
+from resources.tool_calls import MODEL, ToolCall
 from resources.warehouse import SqlWarehouseResource, versioned_output
 
 __all__ = ["HOLD", "AgentSpec", "AssetInput", "ProposalContext", "agent_definitions", "define_agent"]
@@ -68,6 +71,7 @@ class ProposalContext:
     served: Mapping[str, ServedInput] = field(default_factory=dict)
     models: ModelChainResource | None = None
     answers: list[ModelAnswer] = field(default_factory=list)
+    model_calls: list[dict] = field(default_factory=list)
 
     def age(self, name: str) -> int:
         """Business days between the served and the requested partition of an input (0: fresh)."""
@@ -78,9 +82,17 @@ class ProposalContext:
         if self.models is None:
             answer = ModelAnswer(question.local_policy(), "local_policy", [], question.prompt_hash)
         else:
-            answer = self.models.ask(question)
+            try:
+                answer = self.models.ask(question)
+            except ModelChainExhaustedError as exhausted:
+                self._log_calls(exhausted.attempts, question)
+                raise
+        self._log_calls(answer.attempts, question)
         self.answers.append(answer)
         return answer.answer
+
+    def _log_calls(self, attempts: list[dict], question: ModelQuestion) -> None:
+        self.model_calls.extend({**attempt, "prompt_hash": question.prompt_hash} for attempt in attempts)
 
 
 ProposeFn = Callable[[ProposalContext], pd.DataFrame]
@@ -106,6 +118,19 @@ class AgentSpec:
     description: str = ""
     owners: Sequence[str] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
+    liveness: Liveness = DEFAULT_LIVENESS
+    policy_version: str | None = None
+
+    @property
+    def policy(self) -> str:
+        """The version of the agent's policy: given, or a hash of its ``propose`` and baseline code."""
+        if self.policy_version:
+            return self.policy_version
+        digest = hashlib.sha256()
+        for fn in (self.propose, self.baseline):
+            if fn is not None:
+                digest.update(_source_of(fn).encode())
+        return digest.hexdigest()[:16]
 
     @property
     def proposals_key(self) -> dg.AssetKey:
@@ -151,6 +176,8 @@ def define_agent(
     baseline: ProposeFn | None = None,
     description: str = "",
     owners: Sequence[str] = (),
+    liveness: Liveness = DEFAULT_LIVENESS,
+    policy_version: str | None = None,
 ) -> dg.Definitions:
     """Declare a supervised agent; returns its proposals asset, supervisor checks and executor.
 
@@ -195,6 +222,8 @@ def define_agent(
             baseline=baseline,
             description=description,
             owners=tuple(owners),
+            liveness=liveness,
+            policy_version=policy_version,
         )
     )
 
@@ -210,6 +239,7 @@ def agent_definitions(spec: AgentSpec) -> dg.Definitions:
         supervisor=spec.supervisor,
         references=spec.supervisor_inputs,
         target=spec.target,
+        liveness=spec.liveness,
     )
     executor = actions_asset(
         agent=spec.name,
@@ -220,6 +250,7 @@ def agent_definitions(spec: AgentSpec) -> dg.Definitions:
         group=spec.name,
         owners=spec.owners,
         tags=spec.tags,
+        liveness=spec.liveness,
     )
     return dg.Definitions(assets=[_proposals_asset(spec), executor], asset_checks=[checks])
 
@@ -244,7 +275,7 @@ def _proposals_asset(spec: AgentSpec) -> dg.AssetsDefinition:
         partitions_def=spec.partitions_def,
         deps=[i.key for i in spec.inputs],
         group_name=spec.name,
-        kinds={"python", "pandas"},
+        kinds={"agent", "pandas"},
         owners=list(spec.owners) or None,
         hooks=LINEAGE_HOOKS,
         description=(spec.description or f"Proposals of the {spec.name} agent.")
@@ -261,23 +292,32 @@ def _proposals_asset(spec: AgentSpec) -> dg.AssetsDefinition:
         models: ModelChainResource,
     ):
         partition = context.partition_key
-        step = open_step(context, lineage, warehouse)
-        served = {i.name: fallback.serve(i, i.partition(partition)) for i in spec.inputs}
-        for item in served.values():
-            record_served(step, warehouse, item)
-        tier, why = choose_tier(served)
-        ctx = ProposalContext(
-            spec.name,
-            partition,
-            {n: s.frame for n, s in served.items() if s.frame is not None},
-            context.log,
-            tier,
-            served,
-            models,
-        )
-        proposals, tier, why = _run_agent(spec, ctx, tier, why)
-        proposals = _stamped(spec, partition, proposals, tier, served)
-        version = dataset_version(proposals)
+        run_id = context.run.run_id
+        with control_plane.state.tracking(
+            spec.name, partition, LOADING, run_id=run_id, liveness=spec.liveness
+        ) as phase:
+            step = open_step(context, lineage, warehouse)
+            served = {i.name: fallback.serve(i, i.partition(partition)) for i in spec.inputs}
+            for item in served.values():
+                record_served(step, warehouse, item)
+            tier, why = choose_tier(served)
+            ctx = ProposalContext(
+                spec.name,
+                partition,
+                {n: s.frame for n, s in served.items() if s.frame is not None},
+                context.log,
+                tier,
+                served,
+                models,
+            )
+            phase.enter(PROPOSING)
+            version: str | None = None
+            try:
+                proposals, tier, why = _run_agent(spec, ctx, tier, why)
+                proposals = _stamped(spec, partition, proposals, tier, served)
+                version = dataset_version(proposals)
+            finally:
+                control_plane.tool_calls.record(_model_calls(ctx, run_id, version))
         model = ctx.answers[-1] if ctx.answers else None
         control_plane.agent_runs.record(
             AgentRunRecord(
@@ -288,9 +328,10 @@ def _proposals_asset(spec: AgentSpec) -> dg.AssetsDefinition:
                 tier_reason=why,
                 inputs=[s.to_json() for s in served.values()],
                 model=model.backend if model else None,
-                model_attempts=[a for answer in ctx.answers for a in answer.attempts],
+                model_attempts=ctx.model_calls,
                 prompt_hash=model.prompt_hash if model else None,
-                run_id=context.run.run_id,
+                policy_version=spec.policy,
+                run_id=run_id,
             )
         )
         _tag_run(context, spec.name, tier)
@@ -315,6 +356,9 @@ def _proposals_asset(spec: AgentSpec) -> dg.AssetsDefinition:
                 "model": model.backend if model else "none",
                 "actions_proposed": dg.MetadataValue.json({str(k): int(v) for k, v in counts.items()}),
                 "inputs_served": dg.MetadataValue.md(markdown_table(_served_table(served))),
+                "stale_inputs": sum(s.stale for s in served.values()),
+                "policy_version": spec.policy,
+                "summary": dg.MetadataValue.md(_proposals_summary(spec, partition, proposals, tier, why)),
             },
         )
 
@@ -346,6 +390,34 @@ def _run_agent(spec: AgentSpec, ctx: ProposalContext, tier: str, why: str) -> tu
     return baseline, PASS_THROUGH, why
 
 
+def _model_calls(ctx: ProposalContext, run_id: str, proposals_version: str | None) -> list[ToolCall]:
+    """The model attempts of this run, for the tool-call log: each served the whole batch."""
+    return [
+        ToolCall(
+            agent=ctx.agent,
+            partition=ctx.partition,
+            stage="propose",
+            kind=MODEL,
+            tool=attempt["backend"],
+            parameters={k: attempt.get(k) for k in ("kind", "model", "endpoint", "prompt_hash")},
+            status=attempt["outcome"],
+            latency_ms=attempt["latency_ms"],
+            tries=attempt["tries"],
+            detail=attempt["detail"],
+            run_id=run_id,
+            proposals_version=proposals_version,
+        )
+        for attempt in ctx.model_calls
+    ]
+
+
+def _source_of(fn: Callable) -> str:
+    try:
+        return inspect.getsource(fn)
+    except (OSError, TypeError):  # built in a REPL, or a callable object: its name is all we have
+        return f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
+
+
 def _check_output(spec: AgentSpec, proposals: object) -> None:
     if not isinstance(proposals, pd.DataFrame):
         raise AgentDefinitionError(
@@ -367,6 +439,21 @@ def _stamped(
     proposals["tier"] = tier
     proposals["served_inputs"] = "; ".join(s.describe() for s in served.values() if s.stale)
     return proposals
+
+
+def _proposals_summary(spec: AgentSpec, partition: str, proposals: pd.DataFrame, tier: str, why: str) -> str:
+    """The proposals in the UI: tier, what they propose, and where they go next."""
+    shown = [c for c in ("proposal_id", *spec.natural_key, "action", "confidence", "rationale") if c in proposals]
+    return "\n".join(
+        [
+            f"**{len(proposals)} proposal(s)**, tier **{tier}**" + (f": {why}" if why else ""),
+            "",
+            f"Supervised by the `{spec.name}_supervisor` checks on this asset; approved ones are executed by "
+            f"{asset_link(spec.actions_key, partition)}.",
+            "",
+            markdown_table(proposals[shown], max_rows=20) if len(proposals) else "_no proposals_",
+        ]
+    )
 
 
 def _served_table(served: Mapping[str, ServedInput]) -> pd.DataFrame:

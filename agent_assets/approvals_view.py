@@ -4,29 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from agent_assets.text_table import text_table
 from resources.approvals import APPROVED, PENDING, Approval
-
-
-def approval_json(approval: Approval) -> dict:
-    return {
-        "approval_id": approval.approval_id,
-        "agent": approval.agent,
-        "partition": approval.partition,
-        "proposal_id": approval.proposal_id,
-        "summary": approval.summary,
-        "policy": approval.policy,
-        "status": approval.status,
-        "required": approval.required,
-        "approvers": approval.approvers,
-        "proposer": approval.proposer,
-        "requested_at": approval.requested_at.isoformat(),
-        "expires_at": approval.expires_at.isoformat(),
-        "decided_at": approval.decided_at.isoformat() if approval.decided_at else None,
-        "votes": [
-            {"by": v.approver, "decision": v.decision, "reason": v.reason, "at": v.voted_at.isoformat()}
-            for v in approval.votes
-        ],
-    }
 
 
 def format_approvals(found: list[Approval]) -> str:
@@ -38,11 +17,7 @@ def format_approvals(found: list[Approval]) -> str:
         votes = f"{len(a.approvers)}/{a.required}"
         expires = _until(a.expires_at - now) if a.status == PENDING else a.status
         rows.append((a.approval_id[:12], a.agent, a.partition, a.status, votes, expires, a.summary))
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]) - 1)]
-    return "\n".join(
-        "  ".join(str(cell).ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + str(row[-1])
-        for row in rows
-    )
+    return "\n".join(text_table(rows))
 
 
 def format_decision(approval: Approval) -> str:

@@ -3,6 +3,8 @@
 A time-window partitions definition on a weekday cron gives one partition per business day
 (Friday's window runs to Monday), so "the previous partition" is always the previous
 business day — which is what the last-known-good lookup and the price history rely on.
+A day's partition opens at its midnight (``end_offset=1``), so the evening schedule can
+process the same day's close.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ def business_days(start: str = FIRST_BUSINESS_DAY, timezone: str = "UTC") -> dg.
             def prices(context): ...
     """
     return dg.TimeWindowPartitionsDefinition(
-        cron_schedule=BUSINESS_DAY_CRON, fmt=PARTITION_FORMAT, start=start, timezone=timezone
+        cron_schedule=BUSINESS_DAY_CRON, fmt=PARTITION_FORMAT, start=start, timezone=timezone, end_offset=1
     )
 
 

@@ -119,6 +119,39 @@ def trace(
         click.echo(json.dumps(result.to_json(), indent=2) if fmt == "json" else renderers[fmt](result))
 
 
+@main.command()
+@click.option("--agent", "-a", required=True, help="Agent name, e.g. var_risk.")
+@click.option("--partition", "-p", required=True, help="Partition key (business day, YYYY-MM-DD).")
+@click.option(
+    "--verdict", type=click.Choice(["approved", "rejected", "pending"]), default=None, help="Only this verdict."
+)
+@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
+def decisions(agent: str, partition: str, verdict: str | None, fmt: str) -> None:
+    """Every proposal of an agent partition: inputs, rationale, model, verdict, approvals, receipt, tool calls."""
+    from agent_assets.decisions_view import decision_report, format_report
+
+    with _ClearErrors():
+        report = decision_report(_control_plane(), agent, partition, verdict)
+        click.echo(json.dumps(report.to_json(), indent=2) if fmt == "json" else format_report(report))
+
+
+@main.command()
+@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
+def status(fmt: str) -> None:
+    """What every agent is doing now (phase, heartbeat, last decision, tier) and the day's alerts.
+
+    Exits with status 2 when an agent is STUCK, so a cron job or monitor can page on it.
+    """
+    from agent_assets.roster import AGENTS
+    from agent_assets.status_view import format_status, status_report
+
+    with _ClearErrors():
+        report = status_report(_control_plane(), AGENTS)
+        click.echo(json.dumps(report.to_json(), indent=2) if fmt == "json" else format_status(report))
+        if report.stuck:
+            sys.exit(2)
+
+
 @main.group()
 def approvals() -> None:
     """Human approvals: list what waits, approve or reject it (four eyes above the policy limit)."""
@@ -135,15 +168,13 @@ def approvals() -> None:
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
 def approvals_list(agent: str | None, status: str, fmt: str) -> None:
     """List approvals (pending ones by default), oldest first."""
-    from agent_assets.approvals_view import approval_json, format_approvals
+    from agent_assets.approvals_view import format_approvals
 
     with _ClearErrors():
         book = _control_plane().approvals
         book.expire_overdue()
         found = book.find(status=None if status == "all" else status, agent=agent)
-        click.echo(
-            json.dumps([approval_json(a) for a in found], indent=2) if fmt == "json" else format_approvals(found)
-        )
+        click.echo(json.dumps([a.to_json() for a in found], indent=2) if fmt == "json" else format_approvals(found))
 
 
 def _decide(decision: str):
@@ -152,11 +183,11 @@ def _decide(decision: str):
     @click.option("--reason", required=True, help="Why: kept in the decision log.")
     @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
     def command(approval_id: str, by: str, reason: str, fmt: str) -> None:
-        from agent_assets.approvals_view import approval_json, format_decision
+        from agent_assets.approvals_view import format_decision
 
         with _ClearErrors():
             approval = _control_plane().approvals.decide(approval_id, by=by, decision=decision, reason=reason)
-            click.echo(json.dumps(approval_json(approval), indent=2) if fmt == "json" else format_decision(approval))
+            click.echo(json.dumps(approval.to_json(), indent=2) if fmt == "json" else format_decision(approval))
 
     return command
 
@@ -183,11 +214,11 @@ def outbox() -> None:
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
 def outbox_list(agent: str | None, status: str, fmt: str) -> None:
     """List outbox entries (queued ones by default), oldest first."""
-    from agent_assets.outbox_view import entry_json, format_entries
+    from agent_assets.outbox_view import format_entries
 
     with _ClearErrors():
         found = _control_plane().outbox.find(status=None if status == "all" else status, agent=agent)
-        click.echo(json.dumps([entry_json(e) for e in found], indent=2) if fmt == "json" else format_entries(found))
+        click.echo(json.dumps([e.to_json() for e in found], indent=2) if fmt == "json" else format_entries(found))
 
 
 @outbox.command("retry")

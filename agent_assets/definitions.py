@@ -11,13 +11,16 @@ from collections.abc import Mapping
 
 import dagster as dg
 
+from agent_assets.automation import agents_deadline_schedule, market_close_schedule, market_data_arrived_sensor
 from agent_assets.calendar import BUSINESS_DAYS
 from agent_assets.margin_calls import margin_calls
 from agent_assets.market_data import MARKET_DATA_ASSETS, MarketFeedResource
 from agent_assets.market_data_quality import FEED_QUALITY
 from agent_assets.rebalancing import rebalancing
+from agent_assets.roster import AGENTS
 from agent_assets.sensors import approvals_sensor, outbox_sensor
 from agent_assets.var_risk import var_risk
+from agent_assets.watchdog import failed_runs_sensor, stuck_agents_sensor
 from checks.input_quality import input_quality_checks
 from resources.action_targets import ActionTarget, SqlBooksTarget
 from resources.control_plane import ControlPlaneResource
@@ -30,7 +33,6 @@ from resources.warehouse import PartitionedSqlIOManager, SqlWarehouseResource
 
 DAILY_JOB = "foureyes_daily"
 MARKET_DATA_JOB = "market_data_daily"
-AGENTS = ("var_risk", "margin_calls", "rebalancing")
 
 
 def build_resources(settings: FoureyesSettings) -> dict[str, object]:
@@ -69,13 +71,11 @@ def build_definitions(settings: FoureyesSettings, overrides: Mapping[str, object
     market_data = dg.define_asset_job(
         MARKET_DATA_JOB,
         selection=dg.AssetSelection.all() - agents,
-        partitions_def=BUSINESS_DAYS,
         description="Ingest the day's market and reference data and check its quality.",
     )
     daily = dg.define_asset_job(
         DAILY_JOB,
         selection=agents,
-        partitions_def=BUSINESS_DAYS,
         description=(
             "Every agent: propose (on fresh or last-known-good inputs), supervise, execute. Runs apart "
             "from ingestion so that a feed that failed never stops the agents: they fall back instead."
@@ -86,7 +86,17 @@ def build_definitions(settings: FoureyesSettings, overrides: Mapping[str, object
             assets=MARKET_DATA_ASSETS,
             asset_checks=[input_quality_checks(quality, BUSINESS_DAYS) for quality in FEED_QUALITY],
             jobs=[market_data, daily],
-            sensors=[approvals_sensor(AGENTS), outbox_sensor(AGENTS)],
+            schedules=[
+                market_close_schedule(MARKET_DATA_JOB, settings.timezone),
+                agents_deadline_schedule(DAILY_JOB, settings.timezone),
+            ],
+            sensors=[
+                market_data_arrived_sensor(MARKET_DATA_JOB, DAILY_JOB),
+                approvals_sensor(AGENTS),
+                outbox_sensor(AGENTS),
+                stuck_agents_sensor(AGENTS),
+                failed_runs_sensor(),
+            ],
             resources={**build_resources(settings), **(overrides or {})},
         ),
         var_risk,

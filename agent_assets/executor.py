@@ -11,6 +11,7 @@ is due.
 """
 
 import datetime as dt
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,14 +20,17 @@ import pandas as pd
 
 from agent_assets.step_lineage import open_step, read_recorded
 from checks.supervisor import HOLD
+from checks.verdict_summary import verdict_summary
 from resources.action_targets import Action, ActionTarget
+from resources.agent_state import DEFAULT_LIVENESS, EXECUTING, Liveness
 from resources.approvals import APPROVED as APPROVAL_GRANTED
 from resources.control_plane import ControlPlaneResource
 from resources.decision_log import APPROVED, PENDING, Decision
 from resources.errors import TargetRefusedError
 from resources.lineage import LINEAGE_HOOKS, OpenLineageResource
-from resources.markdown import markdown_table
+from resources.markdown import asset_link, markdown_table
 from resources.outbox import DELIVERED, DELIVERING, QUEUED, OutboxEntry
+from resources.tool_calls import TOOL, ToolCall
 from resources.warehouse import SqlWarehouseResource, versioned_output
 
 ACTION_COLUMNS = ["proposal_id", "action", "idempotency_key", "status", "detail"]
@@ -143,19 +147,43 @@ def deliver(control_plane: ControlPlaneResource, entry: OutboxEntry, target: Act
         entry.payload,
         entry.rationale,
     )
+    started = time.perf_counter()
     try:
         result = target.execute(action)
     except TargetRefusedError as exc:
         outbox.fail(entry.idempotency_key, str(exc))
-        return {"status": FAILED, "detail": str(exc)}
+        outcome = {"status": FAILED, "detail": str(exc)}
     except Exception as exc:  # down, slow, 5xx, garbled, or a crash we cannot tell from one: retry, same key
         retried = outbox.retry_later(entry.idempotency_key, f"{type(exc).__name__}: {exc}")
-        return {
+        outcome = {
             "status": RETRY_LATER,
             "detail": f"{exc} (attempt {retried.attempts}; next {retried.next_attempt_at:%H:%M:%S}Z)",
         }
-    outbox.delivered(entry, run_id, {**result.detail, "target_status": result.status})
-    return {"status": EXECUTED, "detail": str(result.detail)}
+    else:
+        outbox.delivered(entry, run_id, {**result.detail, "target_status": result.status})
+        outcome = {"status": EXECUTED, "detail": str(result.detail)}
+    control_plane.tool_calls.record([_target_call(entry, target, outcome, started, run_id)])
+    return outcome
+
+
+def _target_call(
+    entry: OutboxEntry, target: ActionTarget, outcome: dict, started: float, run_id: str | None
+) -> ToolCall:
+    return ToolCall(
+        agent=entry.agent,
+        partition=entry.partition,
+        stage="execute",
+        kind=TOOL,
+        tool=f"{entry.target} ({target.kind})",
+        parameters={"action": entry.action, "idempotency_key": entry.idempotency_key, "payload": entry.payload},
+        status=outcome["status"],
+        latency_ms=round((time.perf_counter() - started) * 1000, 1),
+        tries=entry.attempts + 1,
+        detail=outcome["detail"],
+        run_id=run_id,
+        proposals_version=entry.proposals_version,
+        proposal_id=entry.proposal_id,
+    )
 
 
 def actions_asset(
@@ -168,13 +196,14 @@ def actions_asset(
     group: str,
     owners: Sequence[str] = (),
     tags: dict | None = None,
+    liveness: Liveness = DEFAULT_LIVENESS,
 ) -> dg.AssetsDefinition:
     @dg.asset(
         key=actions_key,
         partitions_def=partitions_def,
         deps=[proposals_key],
         group_name=group,
-        kinds={"python", "pandas"},
+        kinds={"executor", "pandas"},
         owners=list(owners) or None,
         hooks=LINEAGE_HOOKS,
         required_resource_keys={"warehouse", "lineage", "control_plane", target},
@@ -190,16 +219,18 @@ def actions_asset(
         lineage: OpenLineageResource = context.resources.lineage
         control_plane: ControlPlaneResource = context.resources.control_plane
         action_target: ActionTarget = getattr(context.resources, target)
-        step = open_step(context, lineage, warehouse, extra_outputs=[action_target.dataset()])
-        stored = read_recorded(step, warehouse, proposals_key, partition)
-        rows, executable = deliver_partition(
-            control_plane,
-            agent=agent,
-            partition=partition,
-            proposals_version=stored.record.version,
-            target=action_target,
-            run_id=context.run.run_id,
-        )
+        with control_plane.state.tracking(agent, partition, EXECUTING, run_id=context.run.run_id, liveness=liveness):
+            step = open_step(context, lineage, warehouse, extra_outputs=[action_target.dataset()])
+            stored = read_recorded(step, warehouse, proposals_key, partition)
+            version = stored.record.version
+            rows, executable = deliver_partition(
+                control_plane,
+                agent=agent,
+                partition=partition,
+                proposals_version=version,
+                target=action_target,
+                run_id=context.run.run_id,
+            )
         context.log.info(executable.note)
         actions = pd.DataFrame(rows, columns=ACTION_COLUMNS)
         counts = actions["status"].value_counts().to_dict()
@@ -209,14 +240,49 @@ def actions_asset(
         return versioned_output(
             actions,
             **{
-                "proposals_version": stored.record.version,
+                "proposals_version": version,
                 "executor_note": executable.note,
                 "awaiting_approval": executable.awaiting_approval,
                 **{f"actions/{status}": int(n) for status, n in counts.items()},
-                "actions": dg.MetadataValue.md(markdown_table(actions.drop(columns=["detail"])))
-                if len(actions)
-                else "none",
+                "summary": dg.MetadataValue.md(
+                    executor_summary(control_plane, agent, partition, version, actions, proposals_key)
+                ),
             },
         )
 
     return _actions
+
+
+def executor_summary(
+    control_plane: ControlPlaneResource,
+    agent: str,
+    partition: str,
+    version: str,
+    actions: pd.DataFrame,
+    proposals_key: dg.AssetKey,
+) -> str:
+    """The executor's materialisation in the UI: what it acted on, the verdicts behind it, the tier."""
+    run = control_plane.agent_runs.latest(agent, partition, version)
+    supervision = control_plane.decision_log.supervision(agent, partition, version)
+    decisions = control_plane.decision_log.of_supervision(supervision.supervision_id) if supervision else []
+    proposals = asset_link(proposals_key, partition)
+    lines = [
+        f"Acted on {proposals} version `{version[:12]}`"
+        + (f", tier **{run.tier}**" + (f" ({run.tier_reason})" if run.tier_reason else "") if run else ""),
+        "",
+        f"Every decision: `foureyes decisions --agent {agent} --partition {partition}`",
+        "",
+        "### Actions",
+        markdown_table(actions.drop(columns=["detail"])) if len(actions) else "_none_",
+        "",
+        "### Supervisor verdicts",
+        verdict_summary(decisions) if supervision else "_not supervised_",
+    ]
+    stale = [i for i in (run.inputs if run else []) if i.get("stale")]
+    if stale:
+        lines += [
+            "",
+            "### Stale inputs",
+            markdown_table(pd.DataFrame(stale)[["input", "requested", "served", "reason"]]),
+        ]
+    return "\n".join(lines)

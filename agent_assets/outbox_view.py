@@ -4,27 +4,12 @@ from __future__ import annotations
 
 from agent_assets.definitions import build_definitions
 from agent_assets.executor import deliver, executable_decisions
+from agent_assets.text_table import text_table
 from resources.control_plane import ControlPlaneResource
 from resources.errors import FoureyesError
 from resources.outbox import DELIVERING, FAILED, QUEUED, OutboxEntry
 from resources.settings import FoureyesSettings
 from resources.warehouse import SqlWarehouseResource
-
-
-def entry_json(entry: OutboxEntry) -> dict:
-    return {
-        "idempotency_key": entry.idempotency_key,
-        "agent": entry.agent,
-        "partition": entry.partition,
-        "proposal_id": entry.proposal_id,
-        "action": entry.action,
-        "target": entry.target,
-        "status": entry.status,
-        "attempts": entry.attempts,
-        "next_attempt_at": entry.next_attempt_at.isoformat() if entry.next_attempt_at else None,
-        "last_error": entry.last_error,
-        "delivered_at": entry.delivered_at.isoformat() if entry.delivered_at else None,
-    }
 
 
 def format_entries(entries: list[OutboxEntry]) -> str:
@@ -46,8 +31,7 @@ def format_entries(entries: list[OutboxEntry]) -> str:
                 (e.last_error or "")[:60],
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] for r in rows)
+    return "\n".join(text_table(rows))
 
 
 def retry_deliveries(settings: FoureyesSettings, keys: list[str] | None) -> list[dict]:
@@ -70,15 +54,15 @@ def retry_deliveries(settings: FoureyesSettings, keys: list[str] | None) -> list
             current is None or current.version != entry.proposals_version
         ):
             control.outbox.cancel(entry.idempotency_key, "no longer approved for the current proposals version")
-            results.append({**entry_json(entry), "result": "cancelled"})
+            results.append({**entry.to_json(), "result": "cancelled"})
             continue
         if not control.outbox.lease(entry.idempotency_key, run_id=None, force=True):
-            results.append({**entry_json(entry), "result": "in flight elsewhere"})
+            results.append({**entry.to_json(), "result": "in flight elsewhere"})
             continue
         outcome = deliver(control, control.outbox.get(entry.idempotency_key), resources[entry.target], run_id=None)
         results.append(
             {
-                **entry_json(control.outbox.get(entry.idempotency_key)),
+                **control.outbox.get(entry.idempotency_key).to_json(),
                 "result": outcome["status"],
                 "detail": outcome["detail"],
             }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from agent_assets.text_table import text_table
 from agent_assets.trace import Hop, Impact, Trace
 from resources.warehouse import UNPARTITIONED
 
@@ -72,9 +73,7 @@ def format_downstream(asset: str, partition: str | None, impacts: list[Impact]) 
     rows = [("depth", "output", "partition", "version", "job", "via")]
     for i in impacts:
         rows.append((str(i.depth), i.dataset, str(i.partition), _short(i.version), i.job, i.via))
-    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]) - 1)]
-    body = ["  ".join(cell.ljust(w) for cell, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] for r in rows]
-    return "\n".join([f"{len(impacts)} output partition(s) built on {start}:", *body])
+    return "\n".join([f"{len(impacts)} output partition(s) built on {start}:", *text_table(rows)])
 
 
 def _node(hop: Hop) -> str:

@@ -44,6 +44,7 @@ class VarProposals(pa.DataFrameModel):
     reduction_pct: Series[float] = pa.Field(ge=0, le=1)
     cut_notional: Series[float] = pa.Field(ge=0)
     rationale: Series[str] = pa.Field(str_length={"min_value": 10})
+    alternatives: Series[str]
     confidence: Series[float] = pa.Field(ge=0, le=1)
 
     @pa.check("var_99", "utilisation", name="finite")
@@ -105,6 +106,7 @@ COLUMNS = [
     "reduction_pct",
     "cut_notional",
     "rationale",
+    "alternatives",
     "confidence",
 ]
 DECISION_SCHEMA = {
@@ -121,6 +123,7 @@ DECISION_SCHEMA = {
                     "action": {"enum": [HOLD, ESCALATE, REDUCE]},
                     "reduction_pct": {"type": "number", "minimum": 0, "maximum": 1},
                     "rationale": {"type": "string", "minLength": 10},
+                    "alternatives": {"type": "string"},
                     "confidence": {"type": "number", "minimum": 0, "maximum": 1},
                 },
             },
@@ -130,8 +133,9 @@ DECISION_SCHEMA = {
 SYSTEM_PROMPT = (
     "You are a market-risk analyst. For each portfolio, given its 1-day 99% VaR and limit, decide: "
     "hold, escalate (above 85% of the limit) or reduce_exposure (in breach), with the reduction as a "
-    "fraction of exposure, a one-sentence rationale and your confidence. Answer in JSON: "
-    '{"decisions": [{"portfolio_id", "action", "reduction_pct", "rationale", "confidence"}]}.'
+    "fraction of exposure, a one-sentence rationale, the alternatives you considered and why not, and "
+    "your confidence. Answer in JSON: "
+    '{"decisions": [{"portfolio_id", "action", "reduction_pct", "rationale", "alternatives", "confidence"}]}.'
 )
 
 
@@ -158,6 +162,8 @@ def propose_var_actions(ctx: ProposalContext) -> pd.DataFrame:
     risk["action"] = risk["portfolio_id"].map(decided["action"])
     risk["reduction_pct"] = risk["portfolio_id"].map(decided["reduction_pct"]).astype(float)
     risk["rationale"] = risk["portfolio_id"].map(decided["rationale"])
+    given = decided["alternatives"] if "alternatives" in decided else pd.Series(dtype=object)
+    risk["alternatives"] = risk["portfolio_id"].map(given).fillna("").astype(str)
     risk["confidence"] = (risk["portfolio_id"].map(decided["confidence"]).astype(float) / widen).round(3)
     risk["cut_notional"] = risk["exposure"] * risk["reduction_pct"]
     return risk[COLUMNS]
@@ -170,6 +176,7 @@ def historical_baseline(ctx: ProposalContext) -> pd.DataFrame:
     risk["reduction_pct"] = 0.0
     risk["cut_notional"] = 0.0
     risk["confidence"] = 0.9
+    risk["alternatives"] = "none weighed: the model-led policy was not available"
     risk["rationale"] = [
         f"PASS_THROUGH (batch historical VaR): {_rationale(r)}" for r in risk.assign(action=HOLD).itertuples()
     ]
@@ -196,6 +203,7 @@ def _policy_decisions(risk: pd.DataFrame) -> list[dict]:
             "action": r.action,
             "reduction_pct": float(r.reduction_pct),
             "rationale": _rationale(r),
+            "alternatives": _alternatives(r),
             "confidence": round(float(r.confidence), 3) if np.isfinite(r.confidence) else 0.0,
         }
         for r in decided.itertuples()
@@ -215,6 +223,18 @@ def _rationale(row) -> str:
     if row.action == ESCALATE:
         return f"{head}; above the {ESCALATION_LEVEL:.0%} early-warning level, escalate to the risk committee"
     return f"{head}; within limits, no action"
+
+
+def _alternatives(row) -> str:
+    if row.action == REDUCE:
+        exact = max(0.0, row.reduction_pct - REDUCTION_BUFFER)
+        return (
+            f"escalate only: rejected, VaR would stay at {row.utilisation:.0%} of the limit; "
+            f"cut {exact:.0%} (to the limit, no buffer): rejected, the next move would breach again"
+        )
+    if row.action == ESCALATE:
+        return "reduce_exposure: not allowed without a breach; hold: rejected, above the early-warning level"
+    return f"escalate: not needed, {row.utilisation:.0%} is under the {ESCALATION_LEVEL:.0%} early-warning level"
 
 
 LARGE_CUTS = ApprovalPolicy(

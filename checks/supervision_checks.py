@@ -21,7 +21,9 @@ import dagster as dg
 import pandas as pd
 
 from checks.supervisor import BLOCK, HOLD, Supervision, Supervisor
+from checks.verdict_summary import verdict_summary
 from resources.agent_runs import AgentRunRecord
+from resources.agent_state import DEFAULT_LIVENESS, SUPERVISING, Liveness
 from resources.approvals import ApprovalRequest
 from resources.asset_inputs import AssetInput
 from resources.control_plane import ControlPlaneResource
@@ -50,6 +52,7 @@ def supervision_checks(
     supervisor: Supervisor,
     references: Sequence[AssetInput] = (),
     target: str = "books",
+    liveness: Liveness = DEFAULT_LIVENESS,
 ) -> dg.AssetChecksDefinition:
     """Build the blocking asset checks that supervise one agent's proposals.
 
@@ -82,6 +85,13 @@ def supervision_checks(
         fallback: FallbackResource,
     ):
         partition = context.partition_key if partitions_def is not None else None
+        with control_plane.state.tracking(
+            agent, partition or "", SUPERVISING, run_id=context.run.run_id, liveness=liveness
+        ):
+            results = _supervised(context, partition, warehouse, control_plane, fallback)
+        yield from results
+
+    def _supervised(context, partition, warehouse, control_plane, fallback) -> list[dg.AssetCheckResult]:
         stored = warehouse.read_partition(proposals_key, partition)
         proposals = stored.frame
         agent_run = control_plane.agent_runs.latest(agent, partition or "", stored.record.version)
@@ -110,12 +120,15 @@ def supervision_checks(
             "supervision_id": record.supervision_id,
             **record.counts,
         }
-        yield _schema_result(proposals_key, supervision, common)
-        yield _rules_result(proposals_key, supervision, common, severity, proposals)
+        results = [
+            _schema_result(proposals_key, supervision, common),
+            _rules_result(proposals_key, supervision, common, severity, proposals, verdict_summary(decisions)),
+        ]
         if supervisor.reviewers:
-            yield _reviewer_result(proposals_key, supervision, common, severity, proposals)
+            results.append(_reviewer_result(proposals_key, supervision, common, severity, proposals))
         if supervisor.approval is not None:
-            yield _approval_result(proposals_key, supervision, common)
+            results.append(_approval_result(proposals_key, supervision, common))
+        return results
 
     return _supervise
 
@@ -218,8 +231,8 @@ def _schema_result(key: dg.AssetKey, supervision: Supervision, common: dict) -> 
     )
 
 
-def _rules_result(key, supervision: Supervision, common, severity, proposals) -> dg.AssetCheckResult:
-    metadata: dict[str, object] = dict(common)
+def _rules_result(key, supervision: Supervision, common, severity, proposals, verdicts: str) -> dg.AssetCheckResult:
+    metadata: dict[str, object] = {**common, "verdicts": dg.MetadataValue.md(verdicts)}
     if supervision.rules is None:
         metadata["skipped"] = "schema failed: rules were not evaluated"
         return dg.AssetCheckResult(

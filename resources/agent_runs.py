@@ -30,6 +30,7 @@ class AgentRunRecord:
     model: str | None = None
     model_attempts: list[dict] = field(default_factory=list)
     prompt_hash: str | None = None
+    policy_version: str | None = None
     run_id: str | None = None
     created_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
@@ -52,6 +53,7 @@ class AgentRunLog:
                     model=run.model,
                     model_attempts=run.model_attempts,
                     prompt_hash=run.prompt_hash,
+                    policy_version=run.policy_version,
                     created_at=run.created_at,
                 )
             )
@@ -81,6 +83,7 @@ def _from_row(row: sa.Row) -> AgentRunRecord:
         model=row.model,
         model_attempts=row.model_attempts,
         prompt_hash=row.prompt_hash,
+        policy_version=row.policy_version,
         run_id=row.run_id,
         created_at=as_utc(row.created_at),
     )

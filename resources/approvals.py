@@ -86,6 +86,27 @@ class Approval:
     def approvers(self) -> list[str]:
         return [v.approver for v in self.votes if v.decision == APPROVE]
 
+    def to_json(self) -> dict[str, object]:
+        return {
+            "approval_id": self.approval_id,
+            "agent": self.agent,
+            "partition": self.partition,
+            "proposal_id": self.proposal_id,
+            "summary": self.summary,
+            "policy": self.policy,
+            "status": self.status,
+            "required": self.required,
+            "approvers": self.approvers,
+            "proposer": self.proposer,
+            "requested_at": self.requested_at.isoformat(),
+            "expires_at": self.expires_at.isoformat(),
+            "decided_at": self.decided_at.isoformat() if self.decided_at else None,
+            "votes": [
+                {"by": v.approver, "decision": v.decision, "reason": v.reason, "at": v.voted_at.isoformat()}
+                for v in self.votes
+            ],
+        }
+
 
 class ApprovalBook:
     def __init__(self, engine: sa.Engine):

@@ -15,6 +15,8 @@ from pydantic import Field
 
 from resources import control_schema
 from resources.agent_runs import AgentRunLog
+from resources.agent_state import AgentStateBook
+from resources.alerts import AlertBook
 from resources.approvals import ApprovalBook
 from resources.decision_log import DecisionLog
 from resources.engine import engine_for, is_postgres, write_transaction
@@ -23,6 +25,7 @@ from resources.lineage_store import LineageStore
 from resources.outbox import Outbox
 from resources.partition_quality import QualityLedger
 from resources.receipts import ReceiptBook
+from resources.tool_calls import ToolCallLog
 
 _ready: set[str] = set()
 _ready_lock = threading.Lock()
@@ -80,6 +83,18 @@ class ControlPlaneResource(dg.ConfigurableResource):
     @property
     def decision_log(self) -> DecisionLog:
         return DecisionLog(self.engine)
+
+    @property
+    def state(self) -> AgentStateBook:
+        return AgentStateBook(self.engine)
+
+    @property
+    def tool_calls(self) -> ToolCallLog:
+        return ToolCallLog(self.engine)
+
+    @property
+    def alerts(self) -> AlertBook:
+        return AlertBook(self.engine)
 
     @property
     def agent_runs(self) -> AgentRunLog:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 
 metadata = sa.MetaData()
 
@@ -186,6 +186,7 @@ agent_runs = sa.Table(
     sa.Column("model", sa.String(200)),
     sa.Column("model_attempts", sa.JSON, nullable=False),
     sa.Column("prompt_hash", sa.String(64)),
+    sa.Column("policy_version", sa.String(64)),
     sa.Column("created_at", _TS, nullable=False),
     sa.Index("ix_agent_runs_version", "agent", "partition_key", "proposals_version", "created_at"),
 )
@@ -223,4 +224,52 @@ outbox = sa.Table(
     sa.Column("delivered_at", _TS),
     sa.Index("ix_outbox_due", "status", "next_attempt_at"),
     sa.Index("ix_outbox_batch", "agent", "partition_key"),
+)
+
+heartbeats = sa.Table(
+    "heartbeats",
+    metadata,
+    sa.Column("agent", sa.String(200), primary_key=True),
+    sa.Column("partition_key", sa.String(200), primary_key=True),
+    sa.Column("phase", sa.String(32), nullable=False),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("phase_since", _TS, nullable=False),
+    sa.Column("beat_at", _TS, nullable=False),
+    sa.Column("beat_every_s", sa.Float, nullable=False),
+    sa.Column("stuck_after_s", sa.Float, nullable=False),
+    sa.Column("outcome", sa.Text),
+    sa.Index("ix_heartbeats_beat", "beat_at"),
+)
+tool_calls = sa.Table(
+    "tool_calls",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("agent", sa.String(200), nullable=False),
+    sa.Column("partition_key", sa.String(200), nullable=False),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("stage", sa.String(16), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("tool", sa.String(200), nullable=False),
+    sa.Column("parameters", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("detail", sa.Text),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Column("tries", sa.Integer, nullable=False),
+    sa.Column("proposals_version", sa.String(64)),
+    sa.Column("proposal_id", sa.String(64)),
+    sa.Column("called_at", _TS, nullable=False),
+    sa.Index("ix_tool_calls_batch", "agent", "partition_key", "called_at"),
+    sa.Index("ix_tool_calls_proposal", "proposal_id"),
+)
+
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("subject", sa.String(200), nullable=False),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("raised_at", _TS, nullable=False),
+    sa.Index("ix_alerts_raised", "raised_at"),
 )

@@ -120,13 +120,15 @@ class DecisionLog:
             ).one_or_none()
         return _to_supervision(row) if row else None
 
-    def latest_supervisions(self, agent: str, partition: str | None = None) -> list[SupervisionRecord]:
-        """Supervisions of an agent, newest first (one partition, or all)."""
+    def latest_supervisions(
+        self, agent: str, partition: str | None = None, limit: int | None = None
+    ) -> list[SupervisionRecord]:
+        """Supervisions of an agent, newest first (one partition, or all; the newest ``limit``)."""
         query = sa.select(supervisions).where(supervisions.c.agent == agent)
         if partition is not None:
             query = query.where(supervisions.c.partition_key == partition)
         with self._engine.connect() as conn:
-            rows = conn.execute(query.order_by(supervisions.c.supervised_at.desc())).all()
+            rows = conn.execute(query.order_by(supervisions.c.supervised_at.desc()).limit(limit)).all()
         return [_to_supervision(r) for r in rows]
 
     def of_supervision(

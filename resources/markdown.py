@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import urllib.parse
+
+import dagster as dg
 import pandas as pd
 
 
@@ -15,6 +18,13 @@ def markdown_table(frame: pd.DataFrame, max_rows: int = 50) -> str:
     if len(frame) > max_rows:
         lines.append(f"\n_{len(frame) - max_rows} more row(s) not shown_")
     return "\n".join(lines)
+
+
+def asset_link(key: dg.AssetKey, partition: str | None = None) -> str:
+    """A markdown link to an asset (and partition) in the Dagster UI, relative to the webserver."""
+    path = "/".join(urllib.parse.quote(part, safe="") for part in key.path)
+    query = f"?view=partitions&partition={urllib.parse.quote(partition, safe='')}" if partition else ""
+    return f"[{key.to_user_string()}{f' {partition}' if partition else ''}](/assets/{path}{query})"
 
 
 def _cell(value: object) -> str:

@@ -15,6 +15,7 @@ import datetime as dt
 import hashlib
 import json
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -185,6 +186,15 @@ def _call_openai(backend: ModelBackend, question: ModelQuestion) -> object:
         raise BackendFailedError("unparseable", f"{type(exc).__name__}: {str(exc)[:200]}") from None
 
 
+def _endpoint(url: str | None) -> str | None:
+    """The URL without any credentials in it (``user:pass@`` or a query string)."""
+    if not url:
+        return None
+    parts = urllib.parse.urlsplit(url)
+    host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
 def _validated(raw: object, question: ModelQuestion) -> dict:
     if not isinstance(raw, dict):
         raise BackendFailedError("unparseable", f"answer is {type(raw).__name__}, not a JSON object")
@@ -203,6 +213,8 @@ def _attempt(backend: ModelBackend, outcome: str, detail: str, seconds: float, t
     return {
         "backend": backend.name,
         "kind": backend.kind,
+        "model": backend.model if backend.kind == OPENAI else None,
+        "endpoint": _endpoint(backend.url),
         "outcome": outcome,
         "detail": detail,
         "latency_ms": round(seconds * 1000, 1),

@@ -45,6 +45,21 @@ class OutboxEntry:
     created_at: dt.datetime | None = None
     delivered_at: dt.datetime | None = None
 
+    def to_json(self) -> dict[str, object]:
+        return {
+            "idempotency_key": self.idempotency_key,
+            "agent": self.agent,
+            "partition": self.partition,
+            "proposal_id": self.proposal_id,
+            "action": self.action,
+            "target": self.target,
+            "status": self.status,
+            "attempts": self.attempts,
+            "next_attempt_at": self.next_attempt_at.isoformat() if self.next_attempt_at else None,
+            "last_error": self.last_error,
+            "delivered_at": self.delivered_at.isoformat() if self.delivered_at else None,
+        }
+
 
 def backoff(attempts: int) -> dt.timedelta:
     """30 s, 1 min, 2 min, ... capped at one hour."""

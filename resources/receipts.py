@@ -38,6 +38,17 @@ class Receipt:
     executed_at: dt.datetime | None
     detail: dict | None
 
+    def to_json(self) -> dict[str, object]:
+        return {
+            "idempotency_key": self.idempotency_key,
+            "target": self.target,
+            "status": self.status,
+            "attempts": self.attempts,
+            "run_id": self.run_id,
+            "executed_at": self.executed_at.isoformat() if self.executed_at else None,
+            "detail": self.detail,
+        }
+
 
 class ReceiptBook:
     def __init__(self, engine: sa.Engine):

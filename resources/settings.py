@@ -8,6 +8,7 @@ passed into resources as typed fields.
 from __future__ import annotations
 
 import os
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ class FoureyesSettings:
     order_system_url: str | None = None
     collateral_system_url: str | None = None
     lineage_mode: str = "both"
+    timezone: str = "UTC"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> FoureyesSettings:
@@ -56,7 +58,18 @@ class FoureyesSettings:
             order_system_url=env.get("FOUREYES_ORDER_SYSTEM_URL") or None,
             collateral_system_url=env.get("FOUREYES_COLLATERAL_SYSTEM_URL") or None,
             lineage_mode=_choice(env, "FOUREYES_LINEAGE", ("both", "store", "external"), "both"),
+            timezone=_timezone(env.get("FOUREYES_TIMEZONE") or "UTC"),
         )
+
+
+def _timezone(name: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigurationError(
+            f"FOUREYES_TIMEZONE={name!r} is not an IANA time zone (e.g. Europe/London, America/New_York)"
+        ) from None
+    return name
 
 
 def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:

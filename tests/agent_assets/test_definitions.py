@@ -41,6 +41,11 @@ def _snapshot(tmp_path) -> dict:
         "checks": checks,
         "jobs": sorted(j.name for j in defs.resolve_all_job_defs() if not j.name.startswith("__")),
         "resources": sorted(defs.resources),
+        "schedules": {
+            s.name: {"cron": s.cron_schedule, "job": s.job_name, "timezone": s.execution_timezone}
+            for s in sorted(defs.schedules, key=lambda s: s.name)
+        },
+        "sensors": sorted(s.name for s in defs.sensors),
     }
 
 

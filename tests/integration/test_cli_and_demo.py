@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -90,8 +91,65 @@ def test_a_bad_fault_spec_is_one_clear_line(tmp_path):
     assert "Error: unknown fault 'gremlins'; valid faults: missing, nan_prices" in done.stderr
 
 
+def test_decisions_give_the_whole_record_of_each_proposal(demo_home):
+    home, _ = demo_home
+    done = _cli("decisions", "--agent", "var_risk", "--partition", "2026-11-18", "--format", "json", home=home)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["agent"] == "var_risk" and report["partition"] == "2026-11-18"
+    decisions = report["decisions"]
+    assert len(decisions) == report["counts"]["proposals"] == 4
+    for d in decisions:
+        assert d["tier"] == "CONSTRAINED" and d["model"] == "local_policy"
+        assert len(d["prompt_hash"]) == 16 and len(d["policy_version"]) == 16
+        assert d["rationale"] and d["alternatives"] and 0 <= d["confidence"] <= 1
+        served = {i["input"]: (i["requested"], i["served"]) for i in d["inputs"]}
+        assert served["market_prices"] == ("2026-11-18", "2026-11-17")  # what the agent really read
+        assert all(len(i["version"]) == 32 for i in d["inputs"])
+        model_calls = [c for c in d["tool_calls"] if c["stage"] == "propose"]
+        assert [(c["kind"], c["tool"], c["status"]) for c in model_calls] == [("model", "local_policy", "ok")]
+        assert model_calls[0]["parameters"]["prompt_hash"] == d["prompt_hash"]
+    executed = [d for d in decisions if d["receipt"]]
+    assert executed, "the demo executes at least one var_risk action on the 18th"
+    for d in executed:
+        assert d["verdict"] == "approved" and d["receipt"]["status"] == "executed"
+        (call,) = [c for c in d["tool_calls"] if c["stage"] == "execute"]
+        assert call["tool"] == "books (sql_books)" and call["status"] == "executed"
+        assert call["parameters"]["idempotency_key"] == d["receipt"]["idempotency_key"]
+    for d in decisions:
+        if d["verdict"] == "pending":
+            assert d["approval"]["status"] == "pending" and d["approval"]["votes"] == []
+        if d["action"] == "hold":
+            assert not d["receipt"] and not d["outbox"]
+
+
+def test_decisions_as_text_and_filtered_by_verdict(demo_home):
+    home, _ = demo_home
+    text = _cli("decisions", "-a", "rebalancing", "-p", "2026-11-20", "--verdict", "rejected", home=home)
+    assert text.returncode == 0, text.stderr
+    head, *proposals = text.stdout.split("\n\n")
+    assert head.startswith("rebalancing 2026-11-20: ") and "tier FULL" in head and "policy " in head
+    assert re.search(r"market_prices\s+2026-11-20\s+2026-11-20\s+[0-9a-f]{12}\s+fresh", head)
+    assert proposals and all("-> REJECTED" in p for p in proposals)
+    assert all("  error " in p or "  warn " in p for p in proposals)  # each rejection names its rule
+    missing = _cli("decisions", "-a", "var_risk", "-p", "2030-01-01", home=home)
+    assert missing.returncode == 1
+    assert "no decisions for agent 'var_risk' on partition '2030-01-01'" in missing.stderr
+
+
+def test_status_after_the_demo_shows_every_agent_idle(demo_home):
+    home, _ = demo_home
+    done = _cli("status", "--format", "json", home=home)
+    assert done.returncode == 0, done.stderr
+    agents = {a["agent"]: a for a in json.loads(done.stdout)["agents"]}
+    assert set(agents) == {"var_risk", "margin_calls", "rebalancing"}
+    for a in agents.values():
+        assert a["phase"] == "idle" and a["last_outcome"] == "ok" and not a["stuck"]
+        assert a["last_decision"]["partition"] == "2026-11-20" and a["last_tier"]["tier"] == "FULL"
+
+
 def test_every_command_has_help(tmp_path):
-    for command in ([], ["demo"], ["trace"]):
+    for command in ([], ["demo"], ["trace"], ["decisions"], ["status"]):
         done = _cli(*command, "--help", home=tmp_path)
         assert done.returncode == 0 and "Usage:" in done.stdout
 

@@ -11,6 +11,7 @@ from checks.approval_policy import ApprovalPolicy
 from checks.rule_kinds import Expression, RestrictedList
 from checks.rules import Join
 from resources.action_targets import SqlBooksTarget
+from resources.agent_state import DEFAULT_LIVENESS
 from resources.control_plane import ControlPlaneResource
 from resources.fallback import FallbackResource
 from resources.lineage import LINEAGE_HOOKS, OpenLineageResource
@@ -103,7 +104,14 @@ def momentum_trader(ctx):
     ).drop(columns=["score"])
 
 
-def desk(propose=momentum_trader, rules=HARD_RULES, reviewers=(), approval=APPROVAL, on_rejection="drop"):
+def desk(
+    propose=momentum_trader,
+    rules=HARD_RULES,
+    reviewers=(),
+    approval=APPROVAL,
+    on_rejection="drop",
+    liveness=DEFAULT_LIVENESS,
+):
     """The toy agent's definitions: swap any stage through the arguments."""
     return define_agent(
         "toy",
@@ -118,6 +126,7 @@ def desk(propose=momentum_trader, rules=HARD_RULES, reviewers=(), approval=APPRO
         on_rejection=on_rejection,
         target="books",
         partitions_def=DAYS,
+        liveness=liveness,
     )
 
 
@@ -135,7 +144,14 @@ def resources(url: str, books=None) -> dict:
     }
 
 
-def run_desk(url: str, defs: dg.Definitions, partition: str = "d1", books=None, only_executor: bool = False):
+def run_desk(
+    url: str,
+    defs: dg.Definitions,
+    partition: str = "d1",
+    books=None,
+    only_executor: bool = False,
+    instance: dg.DagsterInstance | None = None,
+):
     everything = [signals, restricted, limits, *defs.assets, *defs.asset_checks]
     selection = dg.AssetSelection.assets("toy_actions") if only_executor else dg.AssetSelection.all()
     return dg.materialize(
@@ -144,4 +160,5 @@ def run_desk(url: str, defs: dg.Definitions, partition: str = "d1", books=None, 
         partition_key=partition,
         resources=resources(url, books),
         raise_on_error=False,
+        instance=instance,
     )

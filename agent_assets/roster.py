@@ -1,0 +1,3 @@
+"""The agents of the shipped code location, by name (cheap to import: the CLI lists them)."""
+
+AGENTS = ("var_risk", "margin_calls", "rebalancing")
