@@ -21,9 +21,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	@touch $@
 
-$(DAGSTER_HOME)/dagster.yaml:
+$(DAGSTER_HOME)/dagster.yaml: deploy/dagster.yaml
 	@mkdir -p $(DAGSTER_HOME)
-	@printf 'telemetry:\n  enabled: false\n' > $@
+	cp deploy/dagster.yaml $@
 
 demo: setup
 	$(BIN)/foureyes demo
@@ -40,9 +40,13 @@ format: setup
 	$(BIN)/ruff format .
 
 ui: setup
-	$(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $${FOUREYES_UI_PORT:-3000}
 
 bench: setup
+	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/supervisor.py
+	$(BIN)/python benchmarks/fallback.py
+	$(BIN)/python benchmarks/lineage.py
 	$(BIN)/python benchmarks/warehouse.py
 
 lock:

@@ -16,6 +16,7 @@ A proposals table must have the columns ``action`` (``hold`` means "report only,
 execute"), ``rationale`` and ``confidence``, plus the agent's natural key columns.
 """
 
+import functools
 import hashlib
 import inspect
 import logging
@@ -124,13 +125,7 @@ class AgentSpec:
     @property
     def policy(self) -> str:
         """The version of the agent's policy: given, or a hash of its ``propose`` and baseline code."""
-        if self.policy_version:
-            return self.policy_version
-        digest = hashlib.sha256()
-        for fn in (self.propose, self.baseline):
-            if fn is not None:
-                digest.update(_source_of(fn).encode())
-        return digest.hexdigest()[:16]
+        return self.policy_version or _code_version(self.propose, self.baseline)
 
     @property
     def proposals_key(self) -> dg.AssetKey:
@@ -409,6 +404,15 @@ def _model_calls(ctx: ProposalContext, run_id: str, proposals_version: str | Non
         )
         for attempt in ctx.model_calls
     ]
+
+
+@functools.cache
+def _code_version(*functions: Callable | None) -> str:
+    digest = hashlib.sha256()
+    for fn in functions:
+        if fn is not None:
+            digest.update(_source_of(fn).encode())
+    return digest.hexdigest()[:16]
 
 
 def _source_of(fn: Callable) -> str:

@@ -33,6 +33,9 @@ from resources.warehouse import PartitionedSqlIOManager, SqlWarehouseResource
 
 DAILY_JOB = "foureyes_daily"
 MARKET_DATA_JOB = "market_data_daily"
+MAX_RUNTIME_TAG = "dagster/max_runtime"  # run monitoring (deploy/dagster.yaml) ends runs older than this
+MARKET_DATA_MAX_RUNTIME_S = 1800
+AGENTS_MAX_RUNTIME_S = 3600
 
 
 def build_resources(settings: FoureyesSettings) -> dict[str, object]:
@@ -72,10 +75,12 @@ def build_definitions(settings: FoureyesSettings, overrides: Mapping[str, object
         MARKET_DATA_JOB,
         selection=dg.AssetSelection.all() - agents,
         description="Ingest the day's market and reference data and check its quality.",
+        tags={MAX_RUNTIME_TAG: str(MARKET_DATA_MAX_RUNTIME_S)},
     )
     daily = dg.define_asset_job(
         DAILY_JOB,
         selection=agents,
+        tags={MAX_RUNTIME_TAG: str(AGENTS_MAX_RUNTIME_S)},
         description=(
             "Every agent: propose (on fresh or last-known-good inputs), supervise, execute. Runs apart "
             "from ingestion so that a feed that failed never stops the agents: they fall back instead."

@@ -200,6 +200,7 @@ def format_summary(summary: DemoSummary) -> str:
         "dup-skipped: actions already executed by an earlier run (idempotency key + receipt).",
         f"pending: {pending} proposal(s) wait for human approval: `foureyes approvals list`, then "
         "`foureyes approvals approve ID --by NAME --reason WHY`.",
-        "Next: `foureyes trace var_risk_proposals --partition <day>`, or `make ui` to browse the runs.",
+        "Next: `foureyes status`, `foureyes decisions --agent var_risk --partition <day>`, "
+        "`foureyes trace var_risk_proposals --partition <day>`, or `make ui` to browse the runs.",
     ]
     return "\n".join(lines)

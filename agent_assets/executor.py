@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import dagster as dg
 import pandas as pd
 
-from agent_assets.step_lineage import open_step, read_recorded
+from agent_assets.step_lineage import open_step, recorded_version
 from checks.supervisor import HOLD
 from checks.verdict_summary import verdict_summary
 from resources.action_targets import Action, ActionTarget
@@ -221,8 +221,7 @@ def actions_asset(
         action_target: ActionTarget = getattr(context.resources, target)
         with control_plane.state.tracking(agent, partition, EXECUTING, run_id=context.run.run_id, liveness=liveness):
             step = open_step(context, lineage, warehouse, extra_outputs=[action_target.dataset()])
-            stored = read_recorded(step, warehouse, proposals_key, partition)
-            version = stored.record.version
+            version = recorded_version(step, warehouse, proposals_key, partition).version
             rows, executable = deliver_partition(
                 control_plane,
                 agent=agent,

@@ -15,7 +15,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from agent_assets.agent import HOLD, AssetInput, ProposalContext, define_agent
+from agent_assets.agent import HOLD, AgentSpec, AssetInput, ProposalContext, agent_definitions
 from agent_assets.market_data_quality import feed
 from checks.approval_policy import ApprovalPolicy
 from checks.rule_kinds import Expression, Threshold
@@ -177,8 +177,8 @@ def _rationale(row) -> str:
     return f"{head}: difference below the minimum transfer amount {row.minimum_transfer_amount:,.0f}"
 
 
-margin_calls = define_agent(
-    "margin_calls",
+MARGIN_CALLS = AgentSpec(
+    name="margin_calls",
     inputs=[
         feed("exposures", max_staleness=1),
         feed("collateral", max_staleness=1),
@@ -194,3 +194,4 @@ margin_calls = define_agent(
     description="Margin calls and returns under each counterparty's CSA.",
     owners=["team:collateral"],
 )
+margin_calls = agent_definitions(MARGIN_CALLS)

@@ -15,7 +15,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from agent_assets.agent import HOLD, AssetInput, ProposalContext, define_agent
+from agent_assets.agent import HOLD, AgentSpec, AssetInput, ProposalContext, agent_definitions
 from agent_assets.market_data_quality import feed
 from checks.approval_policy import ApprovalPolicy
 from checks.price_anomaly import PriceAnomalyReviewer
@@ -210,8 +210,8 @@ def escalate_portfolios(ctx: ProposalContext) -> pd.DataFrame:
     )
 
 
-rebalancing = define_agent(
-    "rebalancing",
+REBALANCING = AgentSpec(
+    name="rebalancing",
     inputs=[
         feed("positions"),
         feed("market_prices"),
@@ -236,3 +236,4 @@ rebalancing = define_agent(
     description="Drift and momentum to trades, within the restricted list and each client's policy.",
     owners=["team:portfolio-management"],
 )
+rebalancing = agent_definitions(REBALANCING)

@@ -17,7 +17,7 @@ from openlineage.client.facet_v2 import column_lineage_dataset, data_quality_ass
 from resources.fallback import ServedInput
 from resources.lineage import LineageDataset, OpenLineageResource, StepLineage
 from resources.lineage_facets import FallbackInputDatasetFacet
-from resources.warehouse import UNPARTITIONED, SqlWarehouseResource, StoredPartition
+from resources.warehouse import UNPARTITIONED, PartitionRecord, SqlWarehouseResource, StoredPartition
 
 
 def warehouse_dataset(
@@ -74,6 +74,19 @@ def read_recorded(
     if step is not None:
         step.read(warehouse_dataset(warehouse, key, stored.record.partition, stored.record.version))
     return stored
+
+
+def recorded_version(
+    step: StepLineage | None,
+    warehouse: SqlWarehouseResource,
+    key: dg.AssetKey,
+    partition: str | None,
+) -> PartitionRecord:
+    """The catalog record (version) of an input partition, read without its rows, and recorded as read."""
+    record = warehouse.require_record(key, partition)
+    if step is not None:
+        step.read(warehouse_dataset(warehouse, key, record.partition, record.version))
+    return record
 
 
 def record_served(step: StepLineage | None, warehouse: SqlWarehouseResource, served: ServedInput) -> None:

@@ -14,7 +14,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from agent_assets.agent import HOLD, AssetInput, ProposalContext, define_agent
+from agent_assets.agent import HOLD, AgentSpec, AssetInput, ProposalContext, agent_definitions
 from agent_assets.market_data_quality import feed
 from agent_assets.var_engine import historical_var, parametric_var
 from checks.approval_policy import ApprovalPolicy
@@ -247,8 +247,8 @@ LARGE_CUTS = ApprovalPolicy(
     summary="{portfolio_id}: cut {reduction_pct:.0%} ({cut_notional:,.0f} of exposure)",
 )
 
-var_risk = define_agent(
-    "var_risk",
+VAR_RISK = AgentSpec(
+    name="var_risk",
     inputs=[
         feed("positions"),
         feed("market_prices"),
@@ -265,3 +265,4 @@ var_risk = define_agent(
     description="Portfolio VaR against limits: proposes escalations and exposure cuts.",
     owners=["team:risk"],
 )
+var_risk = agent_definitions(VAR_RISK)

@@ -14,6 +14,7 @@ key is the idempotency key.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from dataclasses import dataclass
 from typing import ClassVar
@@ -90,9 +91,12 @@ class SqlBooksTarget(ActionTarget):
             "rationale": action.rationale,
             "booked_at": dt.datetime.now(dt.UTC),
         }
+        present = (str(engine.url), self.table)
         with write_transaction(engine) as conn:
-            books.create(conn, checkfirst=True)
+            if present not in _books_present:
+                books.create(conn, checkfirst=True)
             inserted = conn.execute(_insert_ignoring_duplicates(conn, books).values(**row)).rowcount
+        _books_present.add(present)  # committed: the table exists from now on
         status = "executed" if inserted == 1 else "duplicate"
         return TargetResult(status, {"table": self.table, "booked": inserted == 1})
 
@@ -110,6 +114,10 @@ class SqlBooksTarget(ActionTarget):
             return [dict(r._mapping) for r in conn.execute(sa.select(books).order_by(books.c.booked_at))]
 
 
+_books_present: set[tuple[str, str]] = set()
+
+
+@functools.cache
 def _books_table(name: str) -> sa.Table:
     return sa.Table(
         name,

@@ -8,6 +8,7 @@ inside the caller's transaction: none of them commits.
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Iterator
 from itertools import chain, islice, repeat
@@ -15,6 +16,7 @@ from itertools import chain, islice, repeat
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
 
 from resources.columns import (
     BOOLEAN,
@@ -78,21 +80,30 @@ def select_partition(conn: sa.Connection, table: sa.Table, partition: str, colum
     if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
         return _copy_out_postgres(conn, table, partition, columns)
     names = [c.name for c in columns]
-    query = (
-        sa.select(*(table.c[n] for n in names))
-        .where(table.c[PARTITION_COLUMN] == partition)
-        .order_by(table.c[ROW_COLUMN])
-    )
     if conn.dialect.name == "sqlite":
-        compiled = query.compile(dialect=conn.dialect)
         cursor = conn.connection.driver_connection.cursor()
-        rows = cursor.execute(str(compiled), (partition,)).fetchall()
+        rows = cursor.execute(_sqlite_select(table, tuple(names)), (partition,)).fetchall()
         cursor.close()
     else:
-        rows = [tuple(row) for row in conn.execute(query)]
+        rows = [tuple(row) for row in conn.execute(_select(table, tuple(names)), {"partition": partition})]
     # One object matrix, sliced into columns: a fraction of the cost of transposing with zip.
     matrix = np.array(rows, dtype=object).reshape(len(rows), len(names))
     return restore({name: matrix[:, i] for i, name in enumerate(names)}, columns)
+
+
+@functools.lru_cache(maxsize=512)
+def _select(table: sa.Table, names: tuple[str, ...]) -> sa.Select:
+    return (
+        sa.select(*(table.c[n] for n in names))
+        .where(table.c[PARTITION_COLUMN] == sa.bindparam("partition"))
+        .order_by(table.c[ROW_COLUMN])
+    )
+
+
+@functools.lru_cache(maxsize=512)
+def _sqlite_select(table: sa.Table, names: tuple[str, ...]) -> str:
+    """The compiled SELECT of a partition, for the driver: compiling costs more than a small read."""
+    return str(_select(table, names).compile(dialect=sqlite.dialect()))
 
 
 def _row_chunks(

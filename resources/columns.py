@@ -216,6 +216,8 @@ def restore(raw: dict[str, object], columns: list[StoredColumn]) -> pd.DataFrame
 
 
 def _restore_column(values: object, spec: StoredColumn) -> pd.Series:
+    if spec.kind == FLOAT and spec.dtype == "float64" and not isinstance(values, pd.Series):
+        return pd.Series(np.asarray(values, dtype=np.float64))  # None becomes NaN, as written
     series = values if isinstance(values, pd.Series) else pd.Series(values, dtype=object)
     dtype = spec.dtype
     if spec.kind in (TIMESTAMP, TIMESTAMPTZ):

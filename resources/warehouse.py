@@ -143,6 +143,8 @@ class SqlWarehouseResource(dg.ConfigurableResource):
             conn.execute(sa.delete(sql_table).where(sql_table.c[PARTITION_COLUMN] == partition))
             insert_partition(conn, sql_table, partition, frame, columns)
             self._record(conn, record)
+        _catalogs_present.add((str(self.engine.url), self.db_schema))  # committed with the partition
+        self._remember_columns(table, columns)
         return record
 
     def read_partition(self, asset_key: dg.AssetKey | str, partition: str | None) -> StoredPartition:
@@ -156,12 +158,7 @@ class SqlWarehouseResource(dg.ConfigurableResource):
         with snapshot_reads(self.engine).connect() as conn:  # the catalog row and the rows agree
             record = self._lookup(conn, table, partition)
             if record is None:
-                raise PartitionNotFoundError(
-                    dg.AssetKey.from_coercible(asset_key).to_user_string(),
-                    partition,
-                    [r.partition for r in self._records(conn, table)],
-                    self.dataset_name(asset_key).namespace,
-                )
+                raise self._not_found(conn, asset_key, partition)
             sql_table = self._table(table, record.columns)
             frame = select_partition(conn, sql_table, partition, list(record.columns))
         return StoredPartition(frame=frame, record=record)
@@ -169,6 +166,27 @@ class SqlWarehouseResource(dg.ConfigurableResource):
     def partition_record(self, asset_key: dg.AssetKey | str, partition: str | None) -> PartitionRecord | None:
         with single_statement_reads(self.engine).connect() as conn:
             return self._lookup(conn, table_name(asset_key), partition or UNPARTITIONED)
+
+    def require_record(self, asset_key: dg.AssetKey | str, partition: str | None) -> PartitionRecord:
+        """The catalog record (version, shape) of a written partition, without reading its rows.
+
+        Raises:
+            PartitionNotFoundError: the partition was never written.
+        """
+        partition = partition or UNPARTITIONED
+        with single_statement_reads(self.engine).connect() as conn:
+            record = self._lookup(conn, table_name(asset_key), partition)
+            if record is None:
+                raise self._not_found(conn, asset_key, partition)
+        return record
+
+    def _not_found(self, conn: sa.Connection, asset_key: dg.AssetKey | str, partition: str) -> PartitionNotFoundError:
+        return PartitionNotFoundError(
+            dg.AssetKey.from_coercible(asset_key).to_user_string(),
+            partition,
+            [r.partition for r in self._records(conn, table_name(asset_key))],
+            self.dataset_name(asset_key).namespace,
+        )
 
     def partition_records(self, asset_key: dg.AssetKey | str) -> list[PartitionRecord]:
         """Every written partition of an asset, in partition-key order."""
@@ -191,30 +209,36 @@ class SqlWarehouseResource(dg.ConfigurableResource):
 
     # -- internals -------------------------------------------------------------------------
 
-    def _metadata(self) -> sa.MetaData:
-        return sa.MetaData(schema=self.db_schema)
-
     def _catalog(self) -> sa.Table:
         return _catalog_table(self.db_schema)
 
     def _ensure_catalog(self, conn: sa.Connection) -> None:
+        if (str(self.engine.url), self.db_schema) in _catalogs_present:
+            return
         if self.db_schema and is_postgres(self.engine):
             conn.execute(sa.schema.CreateSchema(self.db_schema, if_not_exists=True))
         self._catalog().create(conn, checkfirst=True)
-        _catalogs_present.add((str(self.engine.url), self.db_schema))
 
     def _table(self, name: str, columns: tuple[StoredColumn, ...] | list[StoredColumn]) -> sa.Table:
-        return sa.Table(
-            name,
-            self._metadata(),
-            sa.Column(PARTITION_COLUMN, sa.Text, nullable=False),
-            sa.Column(ROW_COLUMN, sa.BigInteger, nullable=False),
-            *(sa.Column(c.name, SQL_TYPES[c.kind]) for c in columns),
-            sa.Index(f"ix_{name}_partition", PARTITION_COLUMN, ROW_COLUMN),
-        )
+        return _asset_table(self.db_schema, name, tuple(columns))
 
     def _ensure_table(self, conn: sa.Connection, name: str, columns: list[StoredColumn]) -> sa.Table:
-        """Create the table, or add the frame's new columns; refuse a column whose kind changed."""
+        """Create the table, or add the frame's new columns; refuse a column whose kind changed.
+
+        Columns known to exist (tables are only ever widened) are remembered per process, so a
+        write of a known shape skips the two catalog queries.
+        """
+        known = _known_columns.get((str(self.engine.url), self.db_schema, name), {})
+        if all(known.get(c.name) == c.kind for c in columns):
+            return self._table(name, columns)
+        return self._reconcile_table(conn, name, columns)
+
+    def _remember_columns(self, name: str, columns: list[StoredColumn]) -> None:
+        """After a commit: these columns exist (DDL rolled back with a failed write is not remembered)."""
+        known = _known_columns.setdefault((str(self.engine.url), self.db_schema, name), {})
+        known.update({c.name: c.kind for c in columns})
+
+    def _reconcile_table(self, conn: sa.Connection, name: str, columns: list[StoredColumn]) -> sa.Table:
         inspector = sa.inspect(conn)
         if not inspector.has_table(name, schema=self.db_schema):
             table = self._table(name, columns)
@@ -278,6 +302,19 @@ class SqlWarehouseResource(dg.ConfigurableResource):
 
 
 _catalogs_present: set[tuple[str, str | None]] = set()
+_known_columns: dict[tuple[str, str | None, str], dict[str, str]] = {}
+
+
+@functools.cache
+def _asset_table(schema: str | None, name: str, columns: tuple[StoredColumn, ...]) -> sa.Table:
+    return sa.Table(
+        name,
+        sa.MetaData(schema=schema),
+        sa.Column(PARTITION_COLUMN, sa.Text, nullable=False),
+        sa.Column(ROW_COLUMN, sa.BigInteger, nullable=False),
+        *(sa.Column(c.name, SQL_TYPES[c.kind]) for c in columns),
+        sa.Index(f"ix_{name}_partition", PARTITION_COLUMN, ROW_COLUMN),
+    )
 
 
 @functools.cache
