@@ -18,7 +18,8 @@ setup: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@echo "installing foureyes and its pinned dependencies into $(VENV) (first run: a few minutes)..."
+	$(BIN)/pip install -qq --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	@touch $@
 
 $(DAGSTER_HOME)/dagster.yaml: deploy/dagster.yaml
@@ -51,7 +52,7 @@ bench: setup
 
 lock:
 	rm -rf .lockvenv && $(PYTHON) -m venv .lockvenv
-	.lockvenv/bin/pip install --quiet --disable-pip-version-check '.[dev]'
+	.lockvenv/bin/pip install -qq --disable-pip-version-check '.[dev]'
 	.lockvenv/bin/pip freeze --exclude foureyes > constraints.txt
 	rm -rf .lockvenv build
 

@@ -2,7 +2,9 @@
 
 The PostgreSQL server is Debian's, started by ``.ci/postgres`` (which installs it when
 missing and run as root); every test that asks for it gets a fresh database of its own.
-Set FOUREYES_TEST_PG_URL to use an existing server instead.
+Set FOUREYES_TEST_PG_URL to use an existing server instead. Emitted OpenLineage events are
+validated with the official schemas of the ``shared`` checkout beside this one
+(FOUREYES_SHARED to point elsewhere).
 """
 
 from __future__ import annotations
@@ -21,7 +23,13 @@ from resources.engine import dispose_all
 from resources.settings import FoureyesSettings, sqlite_url
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+SHARED = Path(os.environ.get("FOUREYES_SHARED", ROOT.parent / "shared"))
+if not (SHARED / "tools" / "ol_validate.py").is_file():
+    pytest.exit(
+        f"the OpenLineage validator is not at {SHARED}/tools/ol_validate.py: check out `shared` beside this "
+        "repository, or set FOUREYES_SHARED to its path",
+        returncode=4,
+    )
 sys.path.insert(0, str(SHARED / "tools"))
 
 from ol_validate import validate_event  # noqa: E402
