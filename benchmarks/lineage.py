@@ -18,6 +18,7 @@ Results: ``benchmarks/results/lineage.md``, ``.json`` and ``lineage.png``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -29,18 +30,19 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-from local_postgres import ROOT, fresh_database, start_postgres
+from bench_results import RESULTS
+from local_postgres import fresh_database, start_postgres
 
 from agent_assets.trace import trace_dataset
 from resources.control_plane import control_engine
 from resources.lineage_store import LineageStore
 
-RESULTS = ROOT / "benchmarks" / "results"
 DEPTH = 5
 NAMESPACE = "postgres://warehouse:5432"
 PRODUCER = "https://example.org/spark-pipelines"
 SCHEMA_URL = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
 GOALS = {"trace_p50_ms": 20.0, "ingest_per_s": 2000}
+SAMPLE = 1000  # events stored one by one at each size, for the ingest rate
 
 
 def chain_events(pipeline: int, partition: str) -> list[dict]:
@@ -116,7 +118,7 @@ def measure_store(url: str, sizes: list[int], traces: int, seed: int = 5) -> lis
             loaded += len(batch)
             print(f"    {stored:>9,} events stored", end="\r", flush=True)
         bulk = loaded / (time.perf_counter() - started) if loaded else float("nan")
-        sample = estate.events(1000)
+        sample = estate.events(SAMPLE)
         started = time.perf_counter()
         for event in sample:
             store.add(event)
@@ -213,6 +215,8 @@ def main() -> None:
     parser.add_argument("--pg-url", help="a PostgreSQL server to use instead of starting .ci/postgres")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    if any(later - earlier <= SAMPLE for earlier, later in itertools.pairwise(sizes)):
+        parser.error(f"--sizes must grow by more than {SAMPLE:,} (each size also stores {SAMPLE:,} events one by one)")
     results = {}
     with tempfile.TemporaryDirectory() as home:
         engines = {

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
-from local_postgres import ROOT
+from bench_results import RESULTS
 
 from agent_assets.agent import AgentSpec, ProposalContext
 from agent_assets.calendar import BUSINESS_DAYS, business_days_ending
@@ -50,7 +50,6 @@ from resources.engine import engine_for
 from resources.settings import FoureyesSettings
 from resources.warehouse import SqlWarehouseResource
 
-RESULTS = ROOT / "benchmarks" / "results"
 AGENTS = (VAR_RISK, MARGIN_CALLS, REBALANCING)
 GOAL = 1.2
 END = "2026-11-20"

@@ -26,24 +26,23 @@ import tempfile
 import time
 import warnings
 from importlib.metadata import version
-from pathlib import Path
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+from bench_results import RESULTS
 from pandera.typing import Series
 
 from agent_assets.agent import AssetInput, define_agent
+from agent_assets.definitions import build_resources
 from checks.rule_kinds import ConcentrationLimit, Expression, RestrictedList, Threshold
 from checks.rules import Join
 from checks.supervisor import Supervisor
 from resources.action_targets import SqlBooksTarget
-from resources.control_plane import ControlPlaneResource
-from resources.lineage import OpenLineageResource
-from resources.warehouse import PartitionedSqlIOManager, SqlWarehouseResource, versioned_output
+from resources.settings import FoureyesSettings
+from resources.warehouse import versioned_output
 
-RESULTS = Path(__file__).parent / "results"
 PORTFOLIOS, INSTRUMENTS = 200, 2000
 GOAL = 500_000
 
@@ -271,17 +270,12 @@ def materialisation(n: int, actions: float) -> dict:
         partitions_def=partitions,
     )
     with tempfile.TemporaryDirectory() as home:
-        url = f"sqlite:///{home}/bench.db"
-        warehouse = SqlWarehouseResource(url=url)
+        settings = FoureyesSettings.from_env({"FOUREYES_HOME": home})
+        books = SqlBooksTarget(url=settings.warehouse_url, table="bench_books")
+        resources = {**build_resources(settings), "books": books}  # the code location's own resources
+        warehouse = resources["warehouse"]
         for name, table in refs.items():
             warehouse.write_partition(name, None, table)
-        resources = {
-            "warehouse": warehouse,
-            "io_manager": PartitionedSqlIOManager(warehouse=warehouse),
-            "control_plane": ControlPlaneResource(url=url),
-            "lineage": OpenLineageResource(control_url=url),
-            "books": SqlBooksTarget(url=url, table="bench_books"),
-        }
         started = time.perf_counter()
         instance = dg.DagsterInstance.ephemeral()
         result = dg.materialize(
@@ -301,7 +295,7 @@ def materialisation(n: int, actions: float) -> dict:
         started = time.perf_counter()
         supervisor.review(stored, refs)
         review = time.perf_counter() - started
-        executed = len(SqlBooksTarget(url=url, table="bench_books").booked())
+        executed = len(books.booked())
     return {
         "proposals": n,
         "actions_executed": executed,
@@ -327,7 +321,7 @@ def _step_seconds(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]
 
 
 def write_results(throughput_rows: list[dict], full: list[dict]) -> None:
-    RESULTS.mkdir(exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     lines = [
         "# Supervisor throughput",
         "",

@@ -36,7 +36,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from local_postgres import ROOT, fresh_database, start_postgres
+from bench_results import RESULTS
+from local_postgres import fresh_database, start_postgres
 
 from resources.dataset_version import dataset_version
 from resources.engine import engine_for
@@ -272,7 +273,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs per engine; the median is reported")
     parser.add_argument("--pg-url", help="a PostgreSQL server to use instead of starting .ci/postgres")
     parser.add_argument("--engines", default="sqlite,postgresql,duckdb", help="comma-separated subset")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     engines = args.engines.split(",")
 

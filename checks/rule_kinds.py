@@ -122,8 +122,12 @@ class ConcentrationLimit(Rule):
         portfolio, _ = pd.factorize(
             np.concatenate([proposals["portfolio_id"].to_numpy(), held["portfolio_id"].to_numpy()])
         )
-        instruments = np.concatenate([proposals["instrument_id"].to_numpy(), held["instrument_id"].to_numpy()])
-        group, group_names = pd.factorize(pd.Series(instruments).map(group_of).to_numpy())
+        instrument, instrument_ids = pd.factorize(
+            np.concatenate([proposals["instrument_id"].to_numpy(), held["instrument_id"].to_numpy()])
+        )
+        # the groups of the distinct instruments only; an unknown instrument (code -1) takes the appended -1
+        group_of_instrument, group_names = pd.factorize(group_of.reindex(instrument_ids).to_numpy())
+        group = np.append(group_of_instrument, -1)[instrument]
         known = group >= 0
         width = max(len(group_names), 1)
         cell = portfolio * width + np.where(known, group, 0)

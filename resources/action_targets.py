@@ -26,6 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from resources.engine import engine_for, write_transaction
 from resources.lineage import LineageDataset
+from resources.schema_memory import SchemaMemory
 from resources.warehouse import SqlWarehouseResource
 
 
@@ -91,14 +92,21 @@ class SqlBooksTarget(ActionTarget):
             "rationale": action.rationale,
             "booked_at": dt.datetime.now(dt.UTC),
         }
-        present = (str(engine.url), self.table)
-        with write_transaction(engine) as conn:
-            if present not in _books_present:
-                books.create(conn, checkfirst=True)
-            inserted = conn.execute(_insert_ignoring_duplicates(conn, books).values(**row)).rowcount
-        _books_present.add(present)  # committed: the table exists from now on
-        status = "executed" if inserted == 1 else "duplicate"
-        return TargetResult(status, {"table": self.table, "booked": inserted == 1})
+        store = engine.url.render_as_string()
+
+        def book() -> bool:
+            """Whether this delivery booked the action (RETURNING gives a row only for a new key;
+            SQLAlchemy 2.1 does not keep an INSERT's rowcount on PostgreSQL)."""
+            with write_transaction(engine) as conn:
+                if _BOOKS.columns(store, self.table) is None:
+                    books.create(conn, checkfirst=True)
+                insert = _insert_ignoring_duplicates(conn, books).values(**row)
+                booked = conn.execute(insert.returning(books.c.idempotency_key)).first() is not None
+            _BOOKS.remember(store, self.table)  # committed: the table exists
+            return booked
+
+        booked = _BOOKS.trusting(store, book)
+        return TargetResult("executed" if booked else "duplicate", {"table": self.table, "booked": booked})
 
     def dataset(self) -> LineageDataset:
         name = SqlWarehouseResource(url=self.url).dataset_name(self.table)
@@ -114,7 +122,7 @@ class SqlBooksTarget(ActionTarget):
             return [dict(r._mapping) for r in conn.execute(sa.select(books).order_by(books.c.booked_at))]
 
 
-_books_present: set[tuple[str, str]] = set()
+_BOOKS = SchemaMemory()
 
 
 @functools.cache

@@ -34,6 +34,7 @@ from resources.engine import (
     write_transaction,
 )
 from resources.errors import ConfigurationError, PartitionNotFoundError, SchemaConflictError
+from resources.schema_memory import SchemaMemory
 
 UNPARTITIONED = "__all__"
 CATALOG_TABLE = "foureyes_partitions"
@@ -133,19 +134,26 @@ class SqlWarehouseResource(dg.ConfigurableResource):
             written_at=dt.datetime.now(dt.UTC),
             run_id=run_id,
         )
+        _SCHEMA.trusting(self._store, lambda: self._write(record, frame))
+        return record
+
+    def _write(self, record: PartitionRecord, frame: pd.DataFrame) -> None:
+        columns = list(record.columns)
         with write_transaction(self.engine) as conn:
             self._ensure_catalog(conn)
             if is_postgres(self.engine):
                 conn.execute(
-                    sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(f"{table}/{partition}", 0)))
+                    sa.select(
+                        sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(f"{record.table}/{record.partition}", 0))
+                    )
                 )
-            sql_table = self._ensure_table(conn, table, columns)
-            conn.execute(sa.delete(sql_table).where(sql_table.c[PARTITION_COLUMN] == partition))
-            insert_partition(conn, sql_table, partition, frame, columns)
+            sql_table = self._ensure_table(conn, record.table, columns)
+            conn.execute(sa.delete(sql_table).where(sql_table.c[PARTITION_COLUMN] == record.partition))
+            insert_partition(conn, sql_table, record.partition, frame, columns)
             self._record(conn, record)
-        _catalogs_present.add((str(self.engine.url), self.db_schema))  # committed with the partition
-        self._remember_columns(table, columns)
-        return record
+        # committed: the catalog and the table exist with these columns
+        _SCHEMA.remember(self._store, CATALOG_TABLE)
+        _SCHEMA.remember(self._store, record.table, {c.name: c.kind for c in columns})
 
     def read_partition(self, asset_key: dg.AssetKey | str, partition: str | None) -> StoredPartition:
         """Return exactly the written partition, with its dtypes and catalog record.
@@ -155,17 +163,23 @@ class SqlWarehouseResource(dg.ConfigurableResource):
         """
         table = table_name(asset_key)
         partition = partition or UNPARTITIONED
-        with snapshot_reads(self.engine).connect() as conn:  # the catalog row and the rows agree
-            record = self._lookup(conn, table, partition)
-            if record is None:
-                raise self._not_found(conn, asset_key, partition)
-            sql_table = self._table(table, record.columns)
-            frame = select_partition(conn, sql_table, partition, list(record.columns))
-        return StoredPartition(frame=frame, record=record)
+
+        def read() -> StoredPartition:
+            with snapshot_reads(self.engine).connect() as conn:  # the catalog row and the rows agree
+                record = self._lookup(conn, table, partition)
+                if record is None:
+                    raise self._not_found(conn, asset_key, partition)
+                frame = select_partition(conn, self._table(table, record.columns), partition, list(record.columns))
+            return StoredPartition(frame=frame, record=record)
+
+        return _SCHEMA.trusting(self._store, read)
 
     def partition_record(self, asset_key: dg.AssetKey | str, partition: str | None) -> PartitionRecord | None:
-        with single_statement_reads(self.engine).connect() as conn:
-            return self._lookup(conn, table_name(asset_key), partition or UNPARTITIONED)
+        def lookup() -> PartitionRecord | None:
+            with single_statement_reads(self.engine).connect() as conn:
+                return self._lookup(conn, table_name(asset_key), partition or UNPARTITIONED)
+
+        return _SCHEMA.trusting(self._store, lookup)
 
     def require_record(self, asset_key: dg.AssetKey | str, partition: str | None) -> PartitionRecord:
         """The catalog record (version, shape) of a written partition, without reading its rows.
@@ -174,11 +188,15 @@ class SqlWarehouseResource(dg.ConfigurableResource):
             PartitionNotFoundError: the partition was never written.
         """
         partition = partition or UNPARTITIONED
-        with single_statement_reads(self.engine).connect() as conn:
-            record = self._lookup(conn, table_name(asset_key), partition)
-            if record is None:
-                raise self._not_found(conn, asset_key, partition)
-        return record
+
+        def lookup() -> PartitionRecord:
+            with single_statement_reads(self.engine).connect() as conn:
+                record = self._lookup(conn, table_name(asset_key), partition)
+                if record is None:
+                    raise self._not_found(conn, asset_key, partition)
+            return record
+
+        return _SCHEMA.trusting(self._store, lookup)
 
     def _not_found(self, conn: sa.Connection, asset_key: dg.AssetKey | str, partition: str) -> PartitionNotFoundError:
         return PartitionNotFoundError(
@@ -190,8 +208,12 @@ class SqlWarehouseResource(dg.ConfigurableResource):
 
     def partition_records(self, asset_key: dg.AssetKey | str) -> list[PartitionRecord]:
         """Every written partition of an asset, in partition-key order."""
-        with single_statement_reads(self.engine).connect() as conn:
-            return self._records(conn, table_name(asset_key))
+
+        def records() -> list[PartitionRecord]:
+            with single_statement_reads(self.engine).connect() as conn:
+                return self._records(conn, table_name(asset_key))
+
+        return _SCHEMA.trusting(self._store, records)
 
     def dataset_name(self, asset_key: dg.AssetKey | str) -> DatasetName:
         """The asset's table named per the OpenLineage naming spec."""
@@ -212,8 +234,13 @@ class SqlWarehouseResource(dg.ConfigurableResource):
     def _catalog(self) -> sa.Table:
         return _catalog_table(self.db_schema)
 
+    @property
+    def _store(self) -> str:
+        """This warehouse's key in the process's schema memory."""
+        return f"{self.engine.url.render_as_string()}#{self.db_schema or ''}"
+
     def _ensure_catalog(self, conn: sa.Connection) -> None:
-        if (str(self.engine.url), self.db_schema) in _catalogs_present:
+        if _SCHEMA.columns(self._store, CATALOG_TABLE) is not None:
             return
         if self.db_schema and is_postgres(self.engine):
             conn.execute(sa.schema.CreateSchema(self.db_schema, if_not_exists=True))
@@ -225,18 +252,13 @@ class SqlWarehouseResource(dg.ConfigurableResource):
     def _ensure_table(self, conn: sa.Connection, name: str, columns: list[StoredColumn]) -> sa.Table:
         """Create the table, or add the frame's new columns; refuse a column whose kind changed.
 
-        Columns known to exist (tables are only ever widened) are remembered per process, so a
-        write of a known shape skips the two catalog queries.
+        Columns known to exist are remembered per process (``SchemaMemory``), so a write of a
+        known shape skips the two catalog queries.
         """
-        known = _known_columns.get((str(self.engine.url), self.db_schema, name), {})
+        known = _SCHEMA.columns(self._store, name) or {}
         if all(known.get(c.name) == c.kind for c in columns):
             return self._table(name, columns)
         return self._reconcile_table(conn, name, columns)
-
-    def _remember_columns(self, name: str, columns: list[StoredColumn]) -> None:
-        """After a commit: these columns exist (DDL rolled back with a failed write is not remembered)."""
-        known = _known_columns.setdefault((str(self.engine.url), self.db_schema, name), {})
-        known.update({c.name: c.kind for c in columns})
 
     def _reconcile_table(self, conn: sa.Connection, name: str, columns: list[StoredColumn]) -> sa.Table:
         inspector = sa.inspect(conn)
@@ -279,11 +301,13 @@ class SqlWarehouseResource(dg.ConfigurableResource):
         )
 
     def _has_catalog(self, conn: sa.Connection) -> bool:
-        """Once the catalog exists it is never dropped: remember it instead of asking each time."""
-        key = (str(self.engine.url), self.db_schema)
-        if key not in _catalogs_present and sa.inspect(conn).has_table(CATALOG_TABLE, schema=self.db_schema):
-            _catalogs_present.add(key)
-        return key in _catalogs_present
+        """Once seen, the catalog is remembered instead of asked for on each read."""
+        if _SCHEMA.columns(self._store, CATALOG_TABLE) is not None:
+            return True
+        if not sa.inspect(conn).has_table(CATALOG_TABLE, schema=self.db_schema):
+            return False
+        _SCHEMA.remember(self._store, CATALOG_TABLE)
+        return True
 
     def _lookup(self, conn: sa.Connection, table: str, partition: str) -> PartitionRecord | None:
         if not self._has_catalog(conn):
@@ -301,8 +325,7 @@ class SqlWarehouseResource(dg.ConfigurableResource):
         return [_to_record(r) for r in rows]
 
 
-_catalogs_present: set[tuple[str, str | None]] = set()
-_known_columns: dict[tuple[str, str | None, str], dict[str, str]] = {}
+_SCHEMA = SchemaMemory()
 
 
 @functools.cache

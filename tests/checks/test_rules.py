@@ -154,6 +154,21 @@ def test_concentration_counts_holdings_plus_trades_and_never_rejects_a_sale():
     assert report.findings()["message"].tolist() == ["P1: ISX at 81.8% > 70%", "P2: ISX at 100.0% > 70%"]
 
 
+def test_concentration_of_an_unknown_instrument_cannot_be_judged_so_a_buy_is_rejected():
+    rule = ConcentrationLimit(id="issuer", description="", group_by="issuer", limit=0.7, message="{group}")
+    trades = pd.DataFrame(
+        {
+            "portfolio_id": ["P1", "P1", "P1", "P2"],
+            "instrument_id": ["NOPE", "NOPE", None, "X1"],
+            "trade_value": [1.0, -1.0, 1.0, 5.0],
+        }
+    )
+    report = evaluate([rule], trades, REFS)
+    # a buy of an instrument without an issuer is rejected; a sale never is; known ones are judged as before
+    assert report.outcomes[0].broken.tolist() == [True, False, True, True]
+    assert report.outcomes[0].values["group"].tolist()[:3] == [None, None, None]
+
+
 def test_concentration_limit_per_client_comes_from_the_policy_table_not_the_agent():
     rule = ConcentrationLimit(
         id="ips_issuer",

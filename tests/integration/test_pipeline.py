@@ -59,6 +59,8 @@ def test_supervised_week_books_only_approved_actions_once(settings):
         receipts = [r for day in DAYS for r in control.receipts.for_partition(agent, day)]
         assert {r.idempotency_key for r in receipts} == {row["idempotency_key"] for row in booked}
         assert all(r.status == EXECUTED and r.executed_at for r in receipts), [(r.status, r.detail) for r in receipts]
+        # the first delivery booked each action, and its receipt says so (not "duplicate")
+        assert all(r.detail["target_status"] == "executed" and r.detail["booked"] for r in receipts), agent
     rejected = [d for day in DAYS for a in BOOKS for d in _latest_decisions(control, a, day) if d.verdict == REJECTED]
     assert rejected, "the rebalancing agent proposes restricted buys every day: the supervisor rejects them"
     pending = [d for day in DAYS for a in BOOKS for d in _latest_decisions(control, a, day) if d.verdict == PENDING]
