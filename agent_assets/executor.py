@@ -20,7 +20,7 @@ import pandas as pd
 
 from agent_assets.step_lineage import open_step, recorded_version
 from checks.supervisor import HOLD
-from checks.verdict_summary import verdict_summary
+from checks.verdict_summary import SHOWN, verdict_summary
 from resources.action_targets import Action, ActionTarget
 from resources.agent_state import DEFAULT_LIVENESS, EXECUTING, Liveness
 from resources.approvals import APPROVED as APPROVAL_GRANTED
@@ -262,8 +262,15 @@ def executor_summary(
 ) -> str:
     """The executor's materialisation in the UI: what it acted on, the verdicts behind it, the tier."""
     run = control_plane.agent_runs.latest(agent, partition, version)
-    supervision = control_plane.decision_log.supervision(agent, partition, version)
-    decisions = control_plane.decision_log.of_supervision(supervision.supervision_id) if supervision else []
+    log = control_plane.decision_log
+    supervision = log.supervision(agent, partition, version)
+    verdicts = (
+        verdict_summary(
+            log.verdict_counts(supervision.supervision_id), log.first_to_read(supervision.supervision_id, SHOWN)
+        )
+        if supervision
+        else "_not supervised_"
+    )
     proposals = asset_link(proposals_key, partition)
     lines = [
         f"Acted on {proposals} version `{version[:12]}`"
@@ -275,7 +282,7 @@ def executor_summary(
         markdown_table(actions.drop(columns=["detail"])) if len(actions) else "_none_",
         "",
         "### Supervisor verdicts",
-        verdict_summary(decisions) if supervision else "_not supervised_",
+        verdicts,
     ]
     stale = [i for i in (run.inputs if run else []) if i.get("stale")]
     if stale:

@@ -21,7 +21,7 @@ import dagster as dg
 import pandas as pd
 
 from checks.supervisor import BLOCK, HOLD, Supervision, Supervisor
-from checks.verdict_summary import verdict_summary
+from checks.verdict_summary import summarise_decisions
 from resources.agent_runs import AgentRunRecord
 from resources.agent_state import DEFAULT_LIVENESS, SUPERVISING, Liveness
 from resources.approvals import ApprovalRequest
@@ -122,7 +122,7 @@ def supervision_checks(
         }
         results = [
             _schema_result(proposals_key, supervision, common),
-            _rules_result(proposals_key, supervision, common, severity, proposals, verdict_summary(decisions)),
+            _rules_result(proposals_key, supervision, common, severity, proposals, summarise_decisions(decisions)),
         ]
         if supervisor.reviewers:
             results.append(_reviewer_result(proposals_key, supervision, common, severity, proposals))

@@ -1,29 +1,30 @@
 """How a supervision reads in the Dagster UI: verdict counts and the decisions that matter first.
 
 Rejected and pending proposals come before approved ones, so the table an operator sees at
-3 AM starts with what was stopped and why.
+3 AM starts with what was stopped and why. A supervision may hold a million decisions; the
+summary only ever touches the counts and the few rows it shows.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from resources.decision_log import APPROVED, PENDING, REJECTED, Decision
+from resources.decision_log import APPROVED, PENDING, READING_ORDER, REJECTED, Decision
 from resources.markdown import markdown_table
 
-_ORDER = {REJECTED: 0, PENDING: 1, APPROVED: 2}
+SHOWN = 20
 
 
-def verdict_summary(decisions: Sequence[Decision], max_rows: int = 20) -> str:
-    """A markdown line of counts and a table of the decisions, rejected and pending first."""
-    if not decisions:
+def verdict_summary(counts: Mapping[str, int], first: Sequence[Decision]) -> str:
+    """A markdown line of counts per verdict and a table of the ``first`` decisions to read."""
+    total = sum(counts.values())
+    if not total:
         return "_no proposals_"
-    counts = Counter(d.verdict for d in decisions)
     head = ", ".join(f"**{counts.get(v, 0)} {v}**" for v in (APPROVED, REJECTED, PENDING))
-    ordered = sorted(decisions, key=lambda d: (_ORDER[d.verdict], d.proposal_id))
     table = pd.DataFrame(
         [
             {
@@ -33,7 +34,16 @@ def verdict_summary(decisions: Sequence[Decision], max_rows: int = 20) -> str:
                 "confidence": "-" if d.confidence is None else f"{d.confidence:.2f}",
                 "why": "; ".join(f"{r.rule}: {r.message}" for r in d.reasons)[:160] or d.rationale[:160],
             }
-            for d in ordered
+            for d in first
         ]
     )
-    return f"{head} of {len(decisions)} proposal(s)\n\n{markdown_table(table, max_rows=max_rows)}"
+    more = total - len(first)
+    return f"{head} of {total} proposal(s)\n\n{markdown_table(table)}" + (
+        f"\n\n_{more} more decision(s) not shown_" if more > 0 else ""
+    )
+
+
+def summarise_decisions(decisions: Sequence[Decision], shown: int = SHOWN) -> str:
+    """The summary of decisions held in memory (the supervisor's, as it records them)."""
+    first = heapq.nsmallest(shown, enumerate(decisions), key=lambda pair: (READING_ORDER[pair[1].verdict], pair[0]))
+    return verdict_summary(Counter(d.verdict for d in decisions), [d for _, d in first])

@@ -21,6 +21,7 @@ from resources.errors import FoureyesError
 from resources.outbox import Outbox, OutboxEntry
 
 APPROVED, REJECTED, PENDING = "approved", "rejected", "pending"
+READING_ORDER = {REJECTED: 0, PENDING: 1, APPROVED: 2}  # what an operator reads first: what was stopped
 
 
 class DecisionNotFoundError(FoureyesError):
@@ -147,6 +148,33 @@ class DecisionLog:
         with self._engine.connect() as conn:
             rows = conn.execute(query.order_by(decisions.c.id)).all()
         return [_from_row(r) for r in rows]
+
+    def verdict_counts(self, supervision_id: str) -> dict[str, int]:
+        """How many decisions of a supervision have each verdict (counted by the database)."""
+        query = (
+            sa.select(decisions.c.verdict, sa.func.count())
+            .where(decisions.c.supervision_id == supervision_id)
+            .group_by(decisions.c.verdict)
+        )
+        with self._engine.connect() as conn:
+            return {verdict: count for verdict, count in conn.execute(query).all()}
+
+    def first_to_read(self, supervision_id: str, limit: int) -> list[Decision]:
+        """The first ``limit`` decisions in reading order: rejected, pending, then approved, each
+        in the order they were recorded. One indexed query per verdict, never the whole batch."""
+        found: list[Decision] = []
+        with self._engine.connect() as conn:
+            for verdict in sorted(READING_ORDER, key=READING_ORDER.__getitem__):
+                if len(found) >= limit:
+                    break
+                rows = conn.execute(
+                    sa.select(decisions)
+                    .where(decisions.c.supervision_id == supervision_id, decisions.c.verdict == verdict)
+                    .order_by(decisions.c.id)
+                    .limit(limit - len(found))
+                ).all()
+                found += [_from_row(r) for r in rows]
+        return found
 
     def latest_for_proposal(self, proposal_id: str) -> Decision:
         """The newest decision on a proposal (an id, or an unambiguous prefix of at least 6 characters)."""
