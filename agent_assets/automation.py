@@ -25,7 +25,7 @@ PARTITION_TAG = "dagster/partition"
 RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
 ENDED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]
 FIRST_LOOK_BACK = dt.timedelta(days=1)  # a sensor turned on for the first time does not replay history
-RESCAN = dt.timedelta(minutes=2)  # runs that ended as the cursor moved are seen again; run keys dedupe
+RESCAN = dt.timedelta(minutes=2)  # what a sensor reads again behind its cursor (late commits); run keys dedupe
 
 
 def market_close_schedule(job: str, timezone: str = "UTC") -> dg.ScheduleDefinition:

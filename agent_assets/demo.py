@@ -23,6 +23,7 @@ from agent_assets.definitions import AGENTS, DAILY_JOB, MARKET_DATA_JOB, build_d
 from agent_assets.faults import parse_faults
 from agent_assets.trace import Trace, trace
 from agent_assets.trace_format import format_text
+from checks.supervisor import APPROVAL_SEVERITY
 from resources.control_plane import ControlPlaneResource
 from resources.decision_log import APPROVED, PENDING, REJECTED
 from resources.errors import FoureyesError
@@ -131,8 +132,10 @@ def dagster_instance(settings: FoureyesSettings) -> dg.DagsterInstance:
 
 
 def _agent_day(control: ControlPlaneResource, agent: str, partition: str, run_id: str) -> AgentDay:
-    supervisions = control.decision_log.latest_supervisions(agent, partition)
-    latest = control.decision_log.of_supervision(supervisions[0].supervision_id) if supervisions else []
+    log = control.decision_log
+    latest = next(iter(log.latest_supervisions(agent, partition, limit=1)), None)
+    counts = latest.counts if latest else {}
+    rejected = log.of_supervision(latest.supervision_id, verdicts=(REJECTED,)) if latest else []
     receipts = control.receipts.for_partition(agent, partition)
     run = control.agent_runs.latest(agent, partition)
     return AgentDay(
@@ -140,17 +143,13 @@ def _agent_day(control: ControlPlaneResource, agent: str, partition: str, run_id
         partition=partition,
         tier=run.tier if run else "-",
         tier_reason=run.tier_reason if run else "",
-        proposals=len(latest),
-        approved=sum(d.verdict == APPROVED for d in latest),
-        rejected=sum(d.verdict == REJECTED for d in latest),
-        pending=sum(d.verdict == PENDING for d in latest),
+        proposals=counts.get("proposals", 0),
+        approved=counts.get(APPROVED, 0),
+        rejected=counts.get(REJECTED, 0),
+        pending=counts.get(PENDING, 0),
         executed=sum(1 for r in receipts if r.status == EXECUTED and r.run_id == run_id),
         already_executed=sum(1 for r in receipts if r.status == EXECUTED and r.run_id != run_id),
-        rejections=tuple(
-            " | ".join(r.message for r in d.reasons if r.severity != "approval")
-            for d in latest
-            if d.verdict == REJECTED
-        ),
+        rejections=tuple(" | ".join(r.message for r in d.reasons if r.severity != APPROVAL_SEVERITY) for d in rejected),
     )
 
 

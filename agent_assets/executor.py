@@ -25,7 +25,7 @@ from resources.action_targets import Action, ActionTarget
 from resources.agent_state import DEFAULT_LIVENESS, EXECUTING, Liveness
 from resources.approvals import APPROVED as APPROVAL_GRANTED
 from resources.control_plane import ControlPlaneResource
-from resources.decision_log import APPROVED, PENDING, Decision
+from resources.decision_log import APPROVED, PENDING, Decision, SupervisionRecord
 from resources.errors import TargetRefusedError
 from resources.lineage import LINEAGE_HOOKS, OpenLineageResource
 from resources.markdown import asset_link, markdown_table
@@ -51,6 +51,7 @@ class Executable:
     decisions: tuple[Decision, ...]
     awaiting_approval: int
     note: str
+    supervision: SupervisionRecord | None = None
 
 
 def executable_decisions(control_plane: ControlPlaneResource, agent: str, partition: str, version: str) -> Executable:
@@ -59,7 +60,9 @@ def executable_decisions(control_plane: ControlPlaneResource, agent: str, partit
     if supervision is None:
         return Executable((), 0, f"no supervision of proposals version {version[:12]}: nothing executed")
     if supervision.blocked:
-        return Executable((), 0, f"batch blocked by the supervisor ({supervision.block_reason}): nothing executed")
+        return Executable(
+            (), 0, f"batch blocked by the supervisor ({supervision.block_reason}): nothing executed", supervision
+        )
     decisions = control_plane.decision_log.of_supervision(
         supervision.supervision_id, verdicts=(APPROVED, PENDING), exclude_action=HOLD
     )
@@ -76,7 +79,7 @@ def executable_decisions(control_plane: ControlPlaneResource, agent: str, partit
         elif approval is not None and approval.status == "pending":
             waiting += 1
     note = f"{len(ready)} approved action(s)" + (f", {waiting} awaiting approval" if waiting else "")
-    return Executable(tuple(ready), waiting, note)
+    return Executable(tuple(ready), waiting, note, supervision)
 
 
 def deliver_partition(
@@ -244,7 +247,7 @@ def actions_asset(
                 "awaiting_approval": executable.awaiting_approval,
                 **{f"actions/{status}": int(n) for status, n in counts.items()},
                 "summary": dg.MetadataValue.md(
-                    executor_summary(control_plane, agent, partition, version, actions, proposals_key)
+                    executor_summary(control_plane, agent, partition, executable, version, actions, proposals_key)
                 ),
             },
         )
@@ -256,18 +259,16 @@ def executor_summary(
     control_plane: ControlPlaneResource,
     agent: str,
     partition: str,
+    executable: Executable,
     version: str,
     actions: pd.DataFrame,
     proposals_key: dg.AssetKey,
 ) -> str:
     """The executor's materialisation in the UI: what it acted on, the verdicts behind it, the tier."""
     run = control_plane.agent_runs.latest(agent, partition, version)
-    log = control_plane.decision_log
-    supervision = log.supervision(agent, partition, version)
+    supervision = executable.supervision  # the one the executor acted on, with its verdict counts
     verdicts = (
-        verdict_summary(
-            log.verdict_counts(supervision.supervision_id), log.first_to_read(supervision.supervision_id, SHOWN)
-        )
+        verdict_summary(supervision.counts, control_plane.decision_log.first_to_read(supervision.supervision_id, SHOWN))
         if supervision
         else "_not supervised_"
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent_assets.definitions import build_definitions
+from agent_assets.definitions import build_resources
 from agent_assets.executor import deliver, executable_decisions
 from agent_assets.text_table import text_table
 from resources.control_plane import ControlPlaneResource
@@ -38,7 +38,7 @@ def retry_deliveries(settings: FoureyesSettings, keys: list[str] | None) -> list
     """Deliver the chosen entries now (``None``: every queued or failed one), if still executable."""
     control = ControlPlaneResource(url=settings.control_url)
     warehouse = SqlWarehouseResource(url=settings.warehouse_url)
-    resources = build_definitions(settings).resources
+    resources = build_resources(settings)
     candidates = [e for e in control.outbox.find() if e.status in (QUEUED, FAILED, DELIVERING)]
     chosen = (
         candidates if keys is None else [e for e in candidates if any(e.idempotency_key.startswith(k) for k in keys)]

@@ -15,12 +15,12 @@ from collections.abc import Sequence
 
 import dagster as dg
 
+from agent_assets.automation import RESCAN
 from resources.approvals import APPROVED
 from resources.control_plane import ControlPlaneResource
 from resources.outbox import QUEUED
 
 APPROVALS_SENSOR = "foureyes_approvals"
-RESCAN = dt.timedelta(minutes=2)  # re-read recent decisions: a late commit is never missed; run keys dedupe
 
 
 def approvals_sensor(agents: Sequence[str], minimum_interval_seconds: int = 30) -> dg.SensorDefinition:

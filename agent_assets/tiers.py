@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from resources.agent_runs import CONSTRAINED, FULL, PASS_THROUGH
+from resources.agent_runs import CONSTRAINED, FULL, PASS_THROUGH, TIERS
 from resources.fallback import ServedInput
 
-TIER_ORDER = {FULL: 0, CONSTRAINED: 1, PASS_THROUGH: 2}
+TIER_ORDER = {tier: rank for rank, tier in enumerate(TIERS)}
 
 
 def choose_tier(served: Mapping[str, ServedInput]) -> tuple[str, str]:

@@ -177,8 +177,8 @@ def root_cause(root: Hop) -> str:
         route = " -> ".join(h.label for h in reversed(path[1:-1]))
         via = f" through {route}" if route else ""
         return (
-            f"root cause: {hop.label} (version {_short(hop.version)}) failed {', '.join(hop.failed_assertions())}; "
-            f"it reached {root.label}{via}"
+            f"root cause: {hop.label} (version {short_version(hop.version)}) failed "
+            f"{', '.join(hop.failed_assertions())}; it reached {root.label}{via}"
         )
     fallbacks = [hop for hop, _ in hops if hop.staleness]
     if fallbacks:
@@ -188,8 +188,8 @@ def root_cause(root: Hop) -> str:
     if superseded:
         hop = superseded[0]
         return (
-            f"built on a superseded version: {hop.label} was read at {_short(hop.version)}, "
-            f"now {_short(hop.current_version)}"
+            f"built on a superseded version: {hop.label} was read at {short_version(hop.version)}, "
+            f"now {short_version(hop.current_version)}"
         )
     failed_runs = [hop for hop, _ in hops if hop.status == "FAIL"]
     if failed_runs:
@@ -222,7 +222,7 @@ class _Walker:
             producer = next((w for w in writers if version and _output_version(w, namespace, name) == version), None)
             producer = producer or (writers[0] if version is None else None)
             if producer is None:
-                hop.suspects.append(f"version {_short(version)} has no recorded writer")
+                hop.suspects.append(f"version {short_version(version)} has no recorded writer")
             else:
                 hop.version = hop.version or _output_version(producer, namespace, name)
                 self._describe_producer(hop, producer, attempts)
@@ -231,7 +231,8 @@ class _Walker:
         if hop.failed_assertions():
             hop.suspects.append("failed " + ", ".join(hop.failed_assertions()))
         if hop.version and hop.current_version and hop.version != hop.current_version:
-            hop.suspects.append(f"superseded: read {_short(hop.version)}, now {_short(hop.current_version)}")
+            read, now = short_version(hop.version), short_version(hop.current_version)
+            hop.suspects.append(f"superseded: read {read}, now {now}")
         if writers and (self.depth is None or level < self.depth) and producer is not None:
             key = (namespace, name, partition, hop.version)
             if key not in self.visited:
@@ -295,5 +296,6 @@ def _asset_of(namespace: str, name: str) -> str:
     return f"{namespace}/{name}"
 
 
-def _short(version: str | None) -> str:
+def short_version(version: str | None) -> str:
+    """The first 12 characters of a dataset version, as shown to people."""
     return version[:12] if version else "-"

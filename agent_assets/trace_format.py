@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from agent_assets.text_table import text_table
-from agent_assets.trace import Hop, Impact, Trace
+from agent_assets.trace import Hop, Impact, Trace, short_version
 from resources.warehouse import UNPARTITIONED
 
 
@@ -20,7 +20,7 @@ def _text(hop: Hop, lines: list[str], prefix: str, last: bool, top: bool = False
     served = ""
     if hop.requested and hop.partition and hop.requested != hop.partition:
         served = f" (requested {hop.requested})"
-    lines.append(f"{prefix}{branch}{hop.label}{served}  version {_short(hop.version)}{flag}")
+    lines.append(f"{prefix}{branch}{hop.label}{served}  version {short_version(hop.version)}{flag}")
     inner = prefix + ("" if top else ("   " if last else "│  "))
     details = []
     if hop.job:
@@ -44,7 +44,7 @@ def format_dot(result: Trace) -> str:
     lines = ["digraph trace {", "  rankdir=RL;", "  node [shape=box, fontname=Helvetica];"]
     for hop, path in result.root.walk():
         color = ", color=red, fontcolor=red" if hop.suspects else ""
-        lines.append(f'  "{_node(hop)}" [label="{hop.label}\\n{_short(hop.version)}"{color}];')
+        lines.append(f'  "{_node(hop)}" [label="{hop.label}\\n{short_version(hop.version)}"{color}];')
         if len(path) > 1:
             lines.append(f'  "{_node(path[-2])}" -> "{_node(hop)}";')
     lines.append(f'  label="{result.root_cause}";')
@@ -57,7 +57,7 @@ def format_mermaid(result: Trace) -> str:
     ids: dict[str, str] = {}
     for hop, path in result.root.walk():
         node = ids.setdefault(_node(hop), f"n{len(ids)}")
-        lines.append(f'  {node}["{hop.label}<br/>{_short(hop.version)}"]')
+        lines.append(f'  {node}["{hop.label}<br/>{short_version(hop.version)}"]')
         if hop.suspects:
             lines.append(f"  style {node} stroke:#d00,stroke-width:3px")
         if len(path) > 1:
@@ -72,13 +72,9 @@ def format_downstream(asset: str, partition: str | None, impacts: list[Impact]) 
         return f"nothing on record consumed {start}"
     rows = [("depth", "output", "partition", "version", "job", "via")]
     for i in impacts:
-        rows.append((str(i.depth), i.dataset, str(i.partition), _short(i.version), i.job, i.via))
+        rows.append((str(i.depth), i.dataset, str(i.partition), short_version(i.version), i.job, i.via))
     return "\n".join([f"{len(impacts)} output partition(s) built on {start}:", *text_table(rows)])
 
 
 def _node(hop: Hop) -> str:
     return f"{hop.namespace}/{hop.name}[{hop.partition}]@{hop.version}"
-
-
-def _short(version: str | None) -> str:
-    return version[:12] if version else "-"

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
+from agent_assets.automation import PARTITION_TAG
 from resources.agent_state import SILENT, AgentState
 from resources.alerts import RUN_FAILED, STUCK_AGENT
 from resources.control_plane import ControlPlaneResource
@@ -98,7 +99,7 @@ def failed_runs_sensor() -> dg.SensorDefinition:
     )
     def _sensor(context: dg.RunFailureSensorContext, control_plane: ControlPlaneResource):
         run = context.dagster_run
-        partition = run.tags.get("dagster/partition")
+        partition = run.tags.get(PARTITION_TAG)
         subject = run.job_name + (f" {partition}" if partition else "")
         message = context.failure_event.message or "run failed"
         control_plane.alerts.raise_alert(RUN_FAILED, subject, message, run.run_id)

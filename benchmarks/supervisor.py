@@ -35,6 +35,7 @@ from bench_results import RESULTS
 from pandera.typing import Series
 
 from agent_assets.agent import AssetInput, define_agent
+from agent_assets.daily_run import QUIET
 from agent_assets.definitions import build_resources
 from checks.rule_kinds import ConcentrationLimit, Expression, RestrictedList, Threshold
 from checks.rules import Join
@@ -284,7 +285,7 @@ def materialisation(n: int, actions: float) -> dict:
             resources=resources,
             instance=instance,
             raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+            run_config=QUIET,
         )
         total = time.perf_counter() - started
         if not result.success:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from checks.rules import RowFilter
 from resources.errors import AgentDefinitionError
 
 
@@ -52,11 +53,7 @@ class ApprovalPolicy:
         if self.four_eyes_above is not None:
             required = np.where(size > self.four_eyes_above, 2, required)
         required = np.where(size.isna(), 2, required)
-        mask = pd.Series(True, index=proposals.index)
-        for column, value in self.when.items():
-            values = value if isinstance(value, list | tuple | set) else [value]
-            mask &= proposals[column].isin(values)
-        return pd.Series(np.where(mask, required, 0), index=proposals.index)
+        return pd.Series(np.where(RowFilter(proposals).mask(self.when), required, 0), index=proposals.index)
 
     def describe(self, row: Mapping[str, object]) -> str:
         try:

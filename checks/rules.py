@@ -100,10 +100,6 @@ class Rule:
         """True for every proposal that breaks this rule; may return a ``RuleFinding`` with values."""
         raise NotImplementedError
 
-    def applies_to(self, proposals: pd.DataFrame) -> pd.Series:
-        """The ``when`` filter as a mask: column -> value (or list of values) the rule is limited to."""
-        return pd.Series(RowFilter(proposals).mask(self.when), index=proposals.index)
-
     def message_fields(self) -> set[str]:
         """The column names the message template uses."""
         try:
@@ -162,28 +158,18 @@ class RuleReport:
     outcomes: tuple[RuleOutcome, ...]
     seen: pd.DataFrame
 
-    @property
-    def index(self) -> pd.Index:
-        return self.seen.index
-
     def rejected(self) -> pd.Series:
         """True where at least one error-severity rule is broken."""
         return self._any(o for o in self.outcomes if o.rule.severity == ERROR)
 
-    def flagged(self) -> pd.Series:
-        """True where any rule (error or warn) is broken."""
-        return self._any(self.outcomes)
-
     def counts(self) -> dict[str, int]:
         return {o.rule.id: o.count for o in self.outcomes}
 
-    def findings(self, limit: int | None = None) -> pd.DataFrame:
+    def findings(self) -> pd.DataFrame:
         """One row per (proposal, broken rule): position, rule, severity, message."""
         parts = []
         for outcome in self.outcomes:
             hits = outcome.broken[outcome.broken].index
-            if limit is not None:
-                hits = hits[:limit]
             if len(hits) == 0:
                 continue
             fields = outcome.rule.message_fields()

@@ -20,8 +20,11 @@ SHOWN = 20
 
 
 def verdict_summary(counts: Mapping[str, int], first: Sequence[Decision]) -> str:
-    """A markdown line of counts per verdict and a table of the ``first`` decisions to read."""
-    total = sum(counts.values())
+    """A markdown line of counts per verdict and a table of the ``first`` decisions to read.
+
+    ``counts`` may carry other figures too (a supervision's record also counts its proposals).
+    """
+    total = sum(counts.get(v, 0) for v in (APPROVED, REJECTED, PENDING))
     if not total:
         return "_no proposals_"
     head = ", ".join(f"**{counts.get(v, 0)} {v}**" for v in (APPROVED, REJECTED, PENDING))

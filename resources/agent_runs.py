@@ -16,7 +16,7 @@ from resources.control_schema import agent_runs
 from resources.engine import as_utc, write_transaction
 
 FULL, CONSTRAINED, PASS_THROUGH = "FULL", "CONSTRAINED", "PASS_THROUGH"
-TIERS = (FULL, CONSTRAINED, PASS_THROUGH)
+TIERS = (FULL, CONSTRAINED, PASS_THROUGH)  # best to worst
 
 
 @dataclass(frozen=True)

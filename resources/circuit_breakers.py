@@ -49,9 +49,12 @@ class CircuitBreakers:
         )
 
     def succeeded(self, backend: str) -> None:
-        self._write(backend, CLOSED, 0, None, None)
+        """Close the breaker; a healthy one (no row, or closed without failures) costs a read, not a write."""
+        state = self.state(backend)
+        if state is not None and (state.state != CLOSED or state.failures):
+            self._write(backend, CLOSED, 0, None, None)
 
-    def failed(self, backend: str, error: str) -> BreakerState:
+    def failed(self, backend: str, error: str) -> None:
         state = self.state(backend)
         failures = (state.failures if state else 0) + 1
         now = dt.datetime.now(dt.UTC)
@@ -59,7 +62,6 @@ class CircuitBreakers:
             self._write(backend, OPEN, failures, now, error)
         else:
             self._write(backend, CLOSED, failures, None, error)
-        return self.state(backend)
 
     def state(self, backend: str) -> BreakerState | None:
         with self._engine.connect() as conn:

@@ -149,16 +149,6 @@ class DecisionLog:
             rows = conn.execute(query.order_by(decisions.c.id)).all()
         return [_from_row(r) for r in rows]
 
-    def verdict_counts(self, supervision_id: str) -> dict[str, int]:
-        """How many decisions of a supervision have each verdict (counted by the database)."""
-        query = (
-            sa.select(decisions.c.verdict, sa.func.count())
-            .where(decisions.c.supervision_id == supervision_id)
-            .group_by(decisions.c.verdict)
-        )
-        with self._engine.connect() as conn:
-            return {verdict: count for verdict, count in conn.execute(query).all()}
-
     def first_to_read(self, supervision_id: str, limit: int) -> list[Decision]:
         """The first ``limit`` decisions in reading order: rejected, pending, then approved, each
         in the order they were recorded. One indexed query per verdict, never the whole batch."""

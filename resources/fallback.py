@@ -97,12 +97,12 @@ class FallbackResource(dg.ConfigurableResource):
         record = self.warehouse.partition_record(spec.key, partition)
         if not spec.quality_checked:
             if record is not None:
-                return self._read(spec, partition, record)
+                return self._read(spec, partition)
             return self._older(spec, partition, "requested partition missing", self._written_before(spec, partition))
         quality = self.control_plane.quality.verdict(spec.asset, partition)
         why = _why_not(record, quality)
         if not why:
-            return self._read(spec, partition, record, assertions=quality.assertions)
+            return self._read(spec, partition, assertions=quality.assertions)
         return self._older(spec, partition, why, self._good_before(spec, partition))
 
     def last_known_good(self, spec: AssetInput, partition: str) -> QualityRecord | None:
@@ -148,7 +148,7 @@ class FallbackResource(dg.ConfigurableResource):
             assertions=good.assertions,
         )
 
-    def _read(self, spec: AssetInput, partition: str, record: PartitionRecord, assertions=()) -> ServedInput:
+    def _read(self, spec: AssetInput, partition: str, assertions=()) -> ServedInput:
         stored = self.warehouse.read_partition(spec.key, partition)
         return ServedInput(spec, partition, partition, stored.frame, stored.record, assertions=tuple(assertions))
 

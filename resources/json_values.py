@@ -52,10 +52,9 @@ def _json_column(column: pd.Series) -> list[object]:
     if (
         pd.api.types.is_float_dtype(column.dtype)
         or pd.api.types.is_integer_dtype(column.dtype)
-        or (pd.api.types.is_bool_dtype(column.dtype))
+        or pd.api.types.is_bool_dtype(column.dtype)
     ):
-        values = column.astype(object) if missing.any() else column
-        return values.where(~missing, None).tolist() if missing.any() else values.tolist()
+        return column.astype(object).where(~missing, None).tolist() if missing.any() else column.tolist()
     if column.dtype == object and not missing.any() and pd.api.types.infer_dtype(column) == "string":
         return column.tolist()
     return [json_value(v) for v in column.tolist()]

@@ -305,8 +305,10 @@ def _iso(moment: dt.datetime) -> str:
 
 
 def _client(control_url: str, mode: str = "both") -> OpenLineageClient:
-    """The client for a store and a mode; the standard OpenLineage configuration decides the rest."""
-    return _client_for(control_url, mode, json.dumps(configured_transport(), sort_keys=True))
+    """The client for a store and a mode; the standard OpenLineage configuration decides the rest
+    (not read at all in mode ``store``, which ignores it)."""
+    configured = None if mode == "store" else configured_transport()
+    return _client_for(control_url, mode, json.dumps(configured, sort_keys=True))
 
 
 @cache

@@ -312,7 +312,7 @@ class SqlWarehouseResource(dg.ConfigurableResource):
     def _lookup(self, conn: sa.Connection, table: str, partition: str) -> PartitionRecord | None:
         if not self._has_catalog(conn):
             return None
-        row = conn.execute(_catalog_lookup(self.db_schema, conn.dialect.name), {"t": table, "p": partition}).first()
+        row = conn.execute(_catalog_lookup(self.db_schema), {"t": table, "p": partition}).first()
         return _to_record(row) if row else None
 
     def _records(self, conn: sa.Connection, table: str) -> list[PartitionRecord]:
@@ -356,9 +356,8 @@ def _catalog_table(schema: str | None) -> sa.Table:
 
 
 @functools.cache
-def _catalog_lookup(schema: str | None, dialect: str) -> sa.TextClause:
+def _catalog_lookup(schema: str | None) -> sa.TextClause:
     """The one-row catalog lookup as a prepared text statement (the fallback resolver's hot path)."""
-    del dialect  # part of the cache key: identifier quoting differs by dialect
     qualified = f'"{schema}".{CATALOG_TABLE}' if schema else CATALOG_TABLE
     return sa.text(
         f"SELECT table_name, partition_key, version, row_count, columns, written_at, run_id FROM {qualified} "

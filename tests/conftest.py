@@ -20,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from resources.engine import dispose_all
+from resources.lineage_facets import SCHEMA_DIR
 from resources.settings import FoureyesSettings, sqlite_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +36,7 @@ sys.path.insert(0, str(SHARED / "tools"))
 from ol_validate import validate_event  # noqa: E402
 
 DATABASES = ["sqlite", "postgres"]
-FACET_SCHEMAS = ROOT / "resources" / "facet_schemas"
+FACET_SCHEMAS = SCHEMA_DIR
 
 
 @pytest.fixture(scope="session")
@@ -83,12 +84,6 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def settings(db_url: str, tmp_path: Path) -> FoureyesSettings:
     """Settings whose warehouse and control plane share the test's database."""
     return FoureyesSettings(home=tmp_path, warehouse_url=db_url, control_url=db_url)
-
-
-@pytest.fixture
-def embedded_settings(tmp_path: Path) -> FoureyesSettings:
-    """The embedded default: SQLite files under a fresh FOUREYES_HOME."""
-    return FoureyesSettings.from_env({"FOUREYES_HOME": str(tmp_path / "home")})
 
 
 def assert_valid_openlineage(events: list[dict]) -> None:

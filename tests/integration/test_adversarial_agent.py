@@ -14,7 +14,6 @@ import contextlib
 import tempfile
 from pathlib import Path
 
-import dagster as dg
 import pandas as pd
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -149,6 +148,6 @@ def test_the_adversary_can_reach_the_books_when_it_behaves():
     with tempfile.TemporaryDirectory() as home:
         url = f"sqlite:///{Path(home) / 'desk.db'}"
         result = run_desk(url, desk(propose=lambda ctx: good.copy()))
-        assert isinstance(result, dg.ExecuteInProcessResult) and result.success
+        assert result.success
         assert len(SqlBooksTarget(url=url, table="toy_books").booked()) == 1
         dispose_all()

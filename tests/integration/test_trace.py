@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 from dataclasses import replace
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -16,6 +15,7 @@ from agent_assets.trace import downstream, trace
 from agent_assets.trace_format import format_dot, format_mermaid, format_text
 from resources.control_plane import ControlPlaneResource
 from resources.engine import dispose_all
+from resources.lineage_facets import SCHEMA_DIR
 from resources.settings import FoureyesSettings
 from resources.warehouse import SqlWarehouseResource
 from tests.conftest import ROOT, assert_valid_openlineage
@@ -156,5 +156,4 @@ def test_every_event_of_the_faulty_days_is_valid_openlineage_with_our_facets(bad
         e for e in events if e["job"]["name"] == "agent_assets.vendor_prices" and e["eventType"] == "COMPLETE"
     )
     assert vendor["inputs"][0]["namespace"] == "sftp://vendor.example"
-    schemas = Path(ROOT / "resources" / "facet_schemas")
-    assert {p.name for p in schemas.glob("*.json")} == {"AgentRunFacet.json", "FallbackInputDatasetFacet.json"}
+    assert {p.name for p in SCHEMA_DIR.glob("*.json")} == {"AgentRunFacet.json", "FallbackInputDatasetFacet.json"}

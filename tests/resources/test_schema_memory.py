@@ -21,7 +21,6 @@ def _drop(url: str, *tables: str) -> None:
             conn.exec_driver_sql(f'DROP TABLE "{table}"')
 
 
-@pytest.mark.parametrize("db_url", ["sqlite", "postgres"], indirect=True)
 def test_a_warehouse_recreated_under_the_process_still_reads_clearly_and_writes(db_url):
     warehouse = SqlWarehouseResource(url=db_url)
     warehouse.write_partition("prices", "2026-11-19", FRAME)
@@ -37,7 +36,6 @@ def test_a_warehouse_recreated_under_the_process_still_reads_clearly_and_writes(
     assert [r.partition for r in warehouse.partition_records("prices")] == ["2026-11-20"]
 
 
-@pytest.mark.parametrize("db_url", ["sqlite", "postgres"], indirect=True)
 def test_books_dropped_under_the_process_are_recreated_on_the_next_delivery(db_url):
     books = SqlBooksTarget(url=db_url, table="orders")
     action = Action("k1", "rebalancing", "2026-11-20", "p1", "buy", {"qty": 10}, "drift")
