@@ -76,7 +76,7 @@ def insert_rows(conn: sa.Connection, table: sa.Table, rows: list[dict[str, objec
     if conn.dialect.name == "sqlite":
         for i, name in enumerate(names):
             if isinstance(table.c[name].type, sa.DateTime):
-                columns[i] = list(map(_sqlite_timestamp, columns[i]))
+                columns[i] = list(map(sqlite_timestamp, columns[i]))
         sql = f"INSERT INTO {target} VALUES ({', '.join('?' for _ in names)})"
         conn.connection.driver_connection.cursor().executemany(sql, zip(*columns, strict=True))
     elif conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg" and len(rows) >= _COPY_FROM:
@@ -95,11 +95,12 @@ def insert_rows(conn: sa.Connection, table: sa.Table, rows: list[dict[str, objec
 
 
 @functools.lru_cache(maxsize=1024)
-def _sqlite_timestamp(value: dt.datetime | None) -> str | None:
-    """SQLAlchemy stores SQLite timestamps as naive UTC ISO text; write them the same way."""
+def sqlite_timestamp(value: dt.datetime | None) -> str | None:
+    """SQLAlchemy stores SQLite timestamps as naive UTC ISO text, always with microseconds (text
+    compares as time only if every row has the same width); write them exactly the same way."""
     if value is None:
         return None
-    return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(sep=" ")
+    return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
 def _parsed_json(table: sa.Table, row: dict[str, object]) -> dict[str, object]:

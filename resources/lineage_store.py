@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from resources.control_schema import lineage_datasets, lineage_events
-from resources.engine import insert_rows, relaxed_writes, single_statement_reads, write_transaction
+from resources.engine import insert_rows, relaxed_writes, single_statement_reads, sqlite_timestamp, write_transaction
 
 INPUT, OUTPUT = "input", "output"
 
@@ -108,7 +108,7 @@ class LineageStore:
 
     def _add_sqlite(self, event: Mapping) -> None:
         row = _event_row(event, dt.datetime.now(dt.UTC))
-        row["stored_at"] = row["stored_at"].replace(tzinfo=None).isoformat(sep=" ")  # SQLAlchemy's format
+        row["stored_at"] = sqlite_timestamp(row["stored_at"])
         raw = self._engine.raw_connection()
         try:
             cursor = raw.driver_connection.cursor()
