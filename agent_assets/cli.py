@@ -14,7 +14,18 @@ from resources.settings import FoureyesSettings
 FORMATS = click.Choice(["text", "json"])
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _FoureyesCommands(click.Group):
+    """Every command's foureyes errors (bad configuration included, wherever it is read) become one
+    line on stderr and exit status 1, not a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except FoureyesError as error:
+            raise click.ClickException(str(error)) from None
+
+
+@click.group(cls=_FoureyesCommands, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """foureyes: supervised AI agents in Dagster pipelines.
 
@@ -38,17 +49,16 @@ def demo(days: int, end: str, faults: str, fmt: str) -> None:
     """Materialise the daily job over several business days and summarise what the agents did."""
     from agent_assets.demo import format_summary, run_demo
 
-    with _ClearErrors():
-        summary = run_demo(
-            FoureyesSettings.from_env(),
-            days=days,
-            end=end,
-            faults=faults,
-            progress=None if fmt == "json" else click.echo,
-        )
-        click.echo(json.dumps(summary.to_json(), indent=2) if fmt == "json" else format_summary(summary))
-        if not summary.all_runs_succeeded:
-            sys.exit(1)
+    summary = run_demo(
+        FoureyesSettings.from_env(),
+        days=days,
+        end=end,
+        faults=faults,
+        progress=None if fmt == "json" else click.echo,
+    )
+    click.echo(json.dumps(summary.to_json(), indent=2) if fmt == "json" else format_summary(summary))
+    if not summary.all_runs_succeeded:
+        sys.exit(1)
 
 
 @main.command()
@@ -80,43 +90,42 @@ def trace(
     settings = FoureyesSettings.from_env()
     control = _control_plane()
     warehouse = SqlWarehouseResource(url=settings.warehouse_url)
-    with _ClearErrors():
-        if downstream:
-            if asset is None:
-                raise click.UsageError("--downstream needs an ASSET (and --partition)")
-            impacts = tracing.downstream(control.lineage_store, warehouse, asset, partition, depth=depth)
-            click.echo(
-                json.dumps([i.__dict__ for i in impacts], indent=2)
-                if fmt == "json"
-                else format_downstream(asset, partition, impacts)
-            )
-            return
-        version = None
-        if proposal is not None:
-            decision = control.decision_log.latest_for_proposal(proposal)
-            asset, partition, version = (
-                f"{decision.agent}_proposals",
-                decision.partition,
-                decision.proposals_version,
-            )
-            if fmt == "text":
-                click.echo(
-                    f"proposal {decision.proposal_id}: {decision.action} -> {decision.verdict} "
-                    f"({decision.tier or '-'}; {decision.rationale})"
-                )
+    if downstream:
         if asset is None:
-            raise click.UsageError("give an ASSET (with --partition), or --proposal ID")
-        result = tracing.trace(
-            control.lineage_store,
-            warehouse,
-            asset,
-            partition,
-            quality=control.quality,
-            depth=depth,
-            version=version,
+            raise click.UsageError("--downstream needs an ASSET (and --partition)")
+        impacts = tracing.downstream(control.lineage_store, warehouse, asset, partition, depth=depth)
+        click.echo(
+            json.dumps([i.__dict__ for i in impacts], indent=2)
+            if fmt == "json"
+            else format_downstream(asset, partition, impacts)
         )
-        renderers = {"text": format_text, "dot": format_dot, "mermaid": format_mermaid}
-        click.echo(json.dumps(result.to_json(), indent=2) if fmt == "json" else renderers[fmt](result))
+        return
+    version = None
+    if proposal is not None:
+        decision = control.decision_log.latest_for_proposal(proposal)
+        asset, partition, version = (
+            f"{decision.agent}_proposals",
+            decision.partition,
+            decision.proposals_version,
+        )
+        if fmt == "text":
+            click.echo(
+                f"proposal {decision.proposal_id}: {decision.action} -> {decision.verdict} "
+                f"({decision.tier or '-'}; {decision.rationale})"
+            )
+    if asset is None:
+        raise click.UsageError("give an ASSET (with --partition), or --proposal ID")
+    result = tracing.trace(
+        control.lineage_store,
+        warehouse,
+        asset,
+        partition,
+        quality=control.quality,
+        depth=depth,
+        version=version,
+    )
+    renderers = {"text": format_text, "dot": format_dot, "mermaid": format_mermaid}
+    click.echo(json.dumps(result.to_json(), indent=2) if fmt == "json" else renderers[fmt](result))
 
 
 @main.command()
@@ -130,9 +139,8 @@ def decisions(agent: str, partition: str, verdict: str | None, fmt: str) -> None
     """Every proposal of an agent partition: inputs, rationale, model, verdict, approvals, receipt, tool calls."""
     from agent_assets.decisions_view import decision_report, format_report
 
-    with _ClearErrors():
-        report = decision_report(_control_plane(), agent, partition, verdict)
-        click.echo(json.dumps(report.to_json(), indent=2) if fmt == "json" else format_report(report))
+    report = decision_report(_control_plane(), agent, partition, verdict)
+    click.echo(json.dumps(report.to_json(), indent=2) if fmt == "json" else format_report(report))
 
 
 @main.command()
@@ -145,11 +153,10 @@ def status(fmt: str) -> None:
     from agent_assets.roster import AGENTS
     from agent_assets.status_view import format_status, status_report
 
-    with _ClearErrors():
-        report = status_report(_control_plane(), AGENTS)
-        click.echo(json.dumps(report.to_json(), indent=2) if fmt == "json" else format_status(report))
-        if report.stuck:
-            sys.exit(2)
+    report = status_report(_control_plane(), AGENTS)
+    click.echo(json.dumps(report.to_json(), indent=2) if fmt == "json" else format_status(report))
+    if report.stuck:
+        sys.exit(2)
 
 
 @main.group()
@@ -170,11 +177,10 @@ def approvals_list(agent: str | None, status: str, fmt: str) -> None:
     """List approvals (pending ones by default), oldest first."""
     from agent_assets.approvals_view import format_approvals
 
-    with _ClearErrors():
-        book = _control_plane().approvals
-        book.expire_overdue()
-        found = book.find(status=None if status == "all" else status, agent=agent)
-        click.echo(json.dumps([a.to_json() for a in found], indent=2) if fmt == "json" else format_approvals(found))
+    book = _control_plane().approvals
+    book.expire_overdue()
+    found = book.find(status=None if status == "all" else status, agent=agent)
+    click.echo(json.dumps([a.to_json() for a in found], indent=2) if fmt == "json" else format_approvals(found))
 
 
 def _decide(decision: str):
@@ -185,9 +191,8 @@ def _decide(decision: str):
     def command(approval_id: str, by: str, reason: str, fmt: str) -> None:
         from agent_assets.approvals_view import format_decision
 
-        with _ClearErrors():
-            approval = _control_plane().approvals.decide(approval_id, by=by, decision=decision, reason=reason)
-            click.echo(json.dumps(approval.to_json(), indent=2) if fmt == "json" else format_decision(approval))
+        approval = _control_plane().approvals.decide(approval_id, by=by, decision=decision, reason=reason)
+        click.echo(json.dumps(approval.to_json(), indent=2) if fmt == "json" else format_decision(approval))
 
     return command
 
@@ -216,9 +221,8 @@ def outbox_list(agent: str | None, status: str, fmt: str) -> None:
     """List outbox entries (queued ones by default), oldest first."""
     from agent_assets.outbox_view import format_entries
 
-    with _ClearErrors():
-        found = _control_plane().outbox.find(status=None if status == "all" else status, agent=agent)
-        click.echo(json.dumps([e.to_json() for e in found], indent=2) if fmt == "json" else format_entries(found))
+    found = _control_plane().outbox.find(status=None if status == "all" else status, agent=agent)
+    click.echo(json.dumps([e.to_json() for e in found], indent=2) if fmt == "json" else format_entries(found))
 
 
 @outbox.command("retry")
@@ -229,11 +233,10 @@ def outbox_retry(keys: tuple[str, ...], retry_all: bool, fmt: str) -> None:
     """Deliver queued (or failed) actions now, through the code location's targets."""
     from agent_assets.outbox_view import format_deliveries, retry_deliveries
 
-    with _ClearErrors():
-        if not keys and not retry_all:
-            raise click.UsageError("give idempotency keys (or unique prefixes of them), or --all")
-        results = retry_deliveries(FoureyesSettings.from_env(), list(keys) if keys else None)
-        click.echo(json.dumps(results, indent=2) if fmt == "json" else format_deliveries(results))
+    if not keys and not retry_all:
+        raise click.UsageError("give idempotency keys (or unique prefixes of them), or --all")
+    results = retry_deliveries(FoureyesSettings.from_env(), list(keys) if keys else None)
+    click.echo(json.dumps(results, indent=2) if fmt == "json" else format_deliveries(results))
 
 
 @main.group()
@@ -265,27 +268,14 @@ def lineage_ingest(files: tuple[Path, ...]) -> None:
     from agent_assets.lineage_receiver import ingest, read_events
 
     store = _control_plane().lineage_store
-    with _ClearErrors():
-        for path in files:
-            click.echo(f"{path}: {ingest(store, read_events(path))} event(s) stored")
+    for path in files:
+        click.echo(f"{path}: {ingest(store, read_events(path))} event(s) stored")
 
 
 def _control_plane():
     from resources.control_plane import ControlPlaneResource
 
     return ControlPlaneResource(url=FoureyesSettings.from_env().control_url)
-
-
-class _ClearErrors:
-    """Turn foureyes errors into one line on stderr and exit status 1."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind, error, _tb) -> bool:
-        if isinstance(error, FoureyesError):
-            raise click.ClickException(str(error))
-        return False
 
 
 if __name__ == "__main__":

@@ -16,10 +16,10 @@ from tests.conftest import ROOT
 FOUREYES = [sys.executable, "-m", "agent_assets.cli"]
 
 
-def _cli(*args: str, home: Path) -> subprocess.CompletedProcess:
-    """Run the CLI as a user would, on the embedded default under ``home``."""
+def _cli(*args: str, home: Path, **settings: str) -> subprocess.CompletedProcess:
+    """Run the CLI as a user would, on the embedded default under ``home`` (plus ``FOUREYES_*`` settings)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FOUREYES_", "DAGSTER_HOME"))}
-    env |= {"FOUREYES_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
+    env |= {"FOUREYES_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"), **settings}
     return subprocess.run(
         [*FOUREYES, *args], env=env, capture_output=True, text=True, cwd=ROOT, timeout=600, check=False
     )
@@ -32,6 +32,28 @@ def demo_home(tmp_path_factory):
     done = _cli("demo", home=home)
     assert done.returncode == 0, done.stderr[-3000:]
     return home, done.stdout
+
+
+COMMANDS = {
+    "demo": ["demo", "--days", "1"],
+    "status": ["status"],
+    "decisions": ["decisions", "--agent", "var_risk", "--partition", "2026-11-20"],
+    "trace": ["trace", "positions", "--partition", "2026-11-20"],
+    "approvals": ["approvals", "list"],
+    "outbox list": ["outbox", "list"],
+    "outbox retry": ["outbox", "retry", "--all"],
+    "lineage ingest": ["lineage", "ingest", str(ROOT / "pyproject.toml")],
+}
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_a_bad_setting_is_one_clear_line_from_every_command(command, tmp_path):
+    done = _cli(*COMMANDS[command], home=tmp_path, FOUREYES_MODELS="garbage")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert (
+        done.stderr.strip()
+        == "Error: FOUREYES_MODELS item 'garbage' is not 'name=url' (e.g. 'primary=http://models:8000')"
+    )
 
 
 def test_demo_summarises_every_partition_and_traces_the_bad_one(demo_home):
