@@ -15,6 +15,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 UP, SLOW, ERROR, GARBAGE, INVALID = "up", "slow", "error", "garbage", "invalid"
+REFUSED, CONFLICT = "refused", "conflict"  # a 4xx "no", and a 409 "I already have it"
 
 
 def free_port() -> int:
@@ -51,6 +52,10 @@ class _Server:
                     status, payload = 500, b'{"error": "internal"}'
                 elif outer.mode == GARBAGE:
                     status, payload = 200, b"<html>proxy error</html>"
+                elif outer.mode == REFUSED:
+                    status, payload = 422, b'{"error": "order breaches the desk limit"}'
+                elif outer.mode == CONFLICT:
+                    status, payload = 409, b'{"error": "idempotency key already used"}'
                 else:
                     status, payload = outer._handle(self, body)
                 self.send_response(status)

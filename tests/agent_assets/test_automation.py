@@ -69,3 +69,7 @@ def test_agents_follow_every_ended_market_data_run_success_or_failure(instance):
     }
     again = sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor))
     assert {r.run_key for r in again.run_requests} <= {r.run_key for r in first.run_requests}  # the daemon dedupes
+
+    later = _ended_run(instance, MARKET_DATA_JOB, dg.DagsterRunStatus.SUCCESS, **{"dagster/partition": "2026-11-23"})
+    third = sensor(dg.build_sensor_context(instance=instance, cursor=again.cursor))
+    assert ("2026-11-23", later) in {(r.partition_key, r.tags["foureyes/market_data_run"]) for r in third.run_requests}

@@ -52,6 +52,16 @@ def test_the_http_transport_configured_the_standard_way_gets_every_event_and_so_
     assert {e["run"]["runId"] for e in marquez.events} == {e["run"]["runId"] for e in stored}
 
 
+def test_a_receiver_that_is_down_fails_no_run_and_the_store_keeps_every_event(tmp_path, monkeypatch, marquez):
+    _configure_http(monkeypatch, marquez.url)
+    marquez.stop()
+    url = f"sqlite:///{tmp_path}/c.db"
+    assert _materialize(url, OpenLineageResource(control_url=url), quotes, signal).success
+    stored = [e.payload for e in ControlPlaneResource(url=url).lineage_store.events()]
+    assert [e["eventType"] for e in stored] == ["START", "COMPLETE", "START", "COMPLETE"]
+    assert_valid_openlineage(stored)
+
+
 def test_external_mode_sends_only_to_the_configured_transport(tmp_path, monkeypatch, marquez):
     _configure_http(monkeypatch, marquez.url)
     url = f"sqlite:///{tmp_path}/c.db"

@@ -15,16 +15,17 @@ import sqlalchemy as sa
 
 from agent_assets.daily_run import run_business_day
 from agent_assets.definitions import build_definitions
+from agent_assets.outbox_view import retry_deliveries
 from agent_assets.sensors import OUTBOX_SENSOR
 from resources.control_plane import ControlPlaneResource
 from resources.control_schema import outbox as outbox_table
 from resources.engine import engine_for
 from resources.http_target import HttpToolTarget
-from resources.outbox import DELIVERED, QUEUED
+from resources.outbox import DELIVERED, FAILED, QUEUED
 from resources.settings import FoureyesSettings
 from resources.warehouse import SqlWarehouseResource
 from tests.conftest import ROOT
-from tests.servers import ERROR, GARBAGE, SLOW, UP, ToolServer
+from tests.servers import CONFLICT, ERROR, GARBAGE, REFUSED, SLOW, UP, ToolServer
 
 DAY = "2026-11-20"
 
@@ -99,6 +100,39 @@ def test_queued_trades_are_delivered_exactly_once_when_the_order_system_returns(
     if trouble == SLOW:  # it accepted the first tries while we timed out: the retries came back "duplicate"
         assert len(sent) == 2 * len(keys)
     assert not _tick(defs, instance).run_requests  # nothing left to deliver
+
+
+def test_a_refused_trade_waits_for_a_human_and_is_never_retried_on_its_own(tmp_path, order_system):
+    settings, defs = _setup(tmp_path, order_system)
+    instance = dg.DagsterInstance.ephemeral()
+    order_system.mode = REFUSED
+    assert run_business_day(defs, DAY, instance).success
+
+    control = ControlPlaneResource(url=settings.control_url)
+    entries = control.outbox.find(agent="rebalancing")
+    assert entries and all(e.status == FAILED and "refused the action (422)" in e.last_error for e in entries)
+    assert control.receipts.for_partition("rebalancing", DAY) == []
+    _make_due(settings)
+    assert not _tick(defs, instance).run_requests  # a refusal is not retried by the sensor
+    assert order_system.accepted == {}
+
+    order_system.mode = UP  # the desk raised its limit; an operator retries one trade
+    retry_deliveries(settings, [entries[0].idempotency_key])
+    assert set(order_system.accepted) == {entries[0].idempotency_key}
+    assert control.outbox.get(entries[0].idempotency_key).status == DELIVERED
+
+
+def test_a_409_from_the_order_system_means_already_delivered(tmp_path, order_system):
+    settings, defs = _setup(tmp_path, order_system)
+    order_system.mode = CONFLICT
+    assert run_business_day(defs, DAY, dg.DagsterInstance.ephemeral()).success
+
+    control = ControlPlaneResource(url=settings.control_url)
+    keys = _approved_keys(control)
+    assert keys and all(e.status == DELIVERED for e in control.outbox.find(agent="rebalancing"))
+    receipts = control.receipts.for_partition("rebalancing", DAY)
+    assert {r.idempotency_key for r in receipts} == keys
+    assert all(r.detail["target_status"] == "duplicate" for r in receipts)
 
 
 def test_the_cli_lists_and_retries_the_outbox(tmp_path, order_system):

@@ -58,6 +58,22 @@ def test_latest_supervision_of_the_exact_version_wins(db_url):
     assert history[0].decided_at.tzinfo is not None
 
 
+def test_a_crash_while_recording_a_supervision_leaves_none_of_it(db_url, monkeypatch):
+    log = ControlPlaneResource(url=db_url).decision_log
+
+    def crash(self, conn, actions):  # the last write of the transaction: the outbox entries
+        raise OSError("disk full")
+
+    monkeypatch.setattr("resources.decision_log.Outbox.enqueue", crash)
+    with pytest.raises(OSError, match="disk full"):
+        log.record([_decision("s1", "A", APPROVED)], supervision=_supervision("s1"))
+    assert log.supervision("var_risk", "2026-11-20", "v1") is None
+    assert log.of_supervision("s1") == []
+    monkeypatch.undo()
+    log.record([_decision("s1", "A", APPROVED)], supervision=_supervision("s1"))  # the retry records it whole
+    assert [d.proposal_id for d in log.of_supervision("s1")] == ["A"]
+
+
 def test_a_decision_needs_a_known_verdict():
     with pytest.raises(ValueError, match="verdict 'maybe' is not one of"):
         _decision("s", "A", "maybe")

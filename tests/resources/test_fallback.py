@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from resources.asset_inputs import AssetInput
 from resources.control_plane import ControlPlaneResource
+from resources.engine import engine_for
 from resources.fallback import FallbackResource, business_days_between
 from resources.partition_quality import Assertion
 from resources.warehouse import SqlWarehouseResource
@@ -106,5 +108,23 @@ def test_business_days_skip_weekends():
 def test_the_last_good_lookup_is_one_indexed_query(fallback):
     for day in pd.bdate_range("2026-01-01", "2026-11-20").strftime("%Y-%m-%d"):
         fallback.control_plane.quality.record("prices", day, "v", GOOD if day < "2026-06-01" else BAD)
-    found = fallback.control_plane.quality.last_good("prices", "2026-11-20")
+    quality = fallback.control_plane.quality
+    quality.last_good("prices", "2026-11-20")  # connects (a first connection runs its own setup queries)
+    statements: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args) -> None:
+        if not statement.startswith(("BEGIN", "COMMIT", "ROLLBACK")):  # transaction control is not a query
+            statements.append(statement)
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", count)
+    try:
+        found = quality.last_good("prices", "2026-11-20")
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", count)
     assert [r.partition for r in found] == ["2026-05-29"]
+    assert len(statements) == 1, statements
+    engine = engine_for(fallback.control_plane.url)
+    if engine.dialect.name == "sqlite":  # and the database answers it from the index, not a scan of the ledger
+        with engine.connect() as conn:
+            plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statements[0]}", ("prices", 1, "2026-11-20", 1)).all()
+        assert any("USING INDEX" in str(step) or "USING COVERING INDEX" in str(step) for step in plan), plan
