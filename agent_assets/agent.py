@@ -2,8 +2,9 @@
 
 ``define_agent`` wires the four stages of the supervisor loop onto Dagster:
 
-* Agent (propose): asset ``<agent>_proposals``. It reads its inputs through the warehouse,
-  recording the exact partitions and versions served, calls the agent's ``propose`` callable,
+* Agent (propose): asset ``<agent>_proposals``. It reads its inputs — any assets of the code
+  location, through their own IO managers, fresh or last known good — recording the exact
+  partitions and versions served and how their checks judged them, calls the agent's ``propose`` callable,
   stamps each proposal with a stable ``proposal_id`` and stores the table.
 * Supervisor (validate): blocking asset checks on the proposals (``checks.supervision_checks``)
   that write one verdict per proposal to the decision log.
@@ -39,6 +40,7 @@ from checks.supervisor import DROP, HOLD, MACHINERY_COLUMNS, Supervisor
 from resources.agent_runs import FULL, PASS_THROUGH, AgentRunRecord
 from resources.agent_state import DEFAULT_LIVENESS, LOADING, PROPOSING, Liveness
 from resources.asset_inputs import AssetInput
+from resources.columns import storable_frame
 from resources.control_plane import ControlPlaneResource
 from resources.dataset_version import dataset_version
 from resources.errors import AgentDefinitionError, InputDataError
@@ -47,8 +49,9 @@ from resources.lineage import LINEAGE_HOOKS, OpenLineageResource
 from resources.lineage_facets import AgentRunFacet
 from resources.markdown import asset_link, markdown_table
 from resources.model_chain import ModelAnswer, ModelChainExhaustedError, ModelChainResource, ModelQuestion
+from resources.redaction import scrub
 from resources.tool_calls import MODEL, ToolCall
-from resources.warehouse import SqlWarehouseResource, versioned_output
+from resources.warehouse import SqlWarehouseResource, check_column_names, versioned_output
 
 __all__ = ["HOLD", "AgentSpec", "AssetInput", "ProposalContext", "agent_definitions", "define_agent"]
 REQUIRED_COLUMNS = ("action", "rationale", "confidence")
@@ -75,7 +78,9 @@ class ProposalContext:
     model_calls: list[dict] = field(default_factory=list)
 
     def age(self, name: str) -> int:
-        """Business days between the served and the requested partition of an input (0: fresh)."""
+        """Partitions between the served and the requested partition of an input (0: fresh).
+
+        For business-day partitions, business days."""
         served = self.served.get(name)
         return served.age if served is not None else 0
 
@@ -139,6 +144,7 @@ class AgentSpec:
     def supervisor(self) -> Supervisor:
         return Supervisor(
             schema=self.proposals_schema,
+            natural_key=tuple(self.natural_key),
             rules=tuple(self.rules),
             reviewers=tuple(self.reviewers),
             approval=self.approval,
@@ -185,8 +191,7 @@ def define_agent(
 
             var_risk = define_agent(
                 "var_risk",
-                inputs=[AssetInput("positions"), AssetInput("market_prices"),
-                        AssetInput("portfolios", partitioned=False)],
+                inputs=[AssetInput("positions"), AssetInput("market_prices"), AssetInput("portfolios")],
                 propose=propose_var_actions,
                 proposals_schema=VarProposals,
                 natural_key=["portfolio_id"],
@@ -251,7 +256,11 @@ def agent_definitions(spec: AgentSpec) -> dg.Definitions:
 
 
 def proposal_ids(agent: str, partition: str, frame: pd.DataFrame, natural_key: Sequence[str]) -> pd.Series:
-    """Stable ids: a hash of (agent, partition, natural key); the row position if the key is missing."""
+    """Stable ids: a hash of (agent, partition, natural key); the row position if the key is missing.
+
+    Rows that repeat a key (which the supervisor rejects) still get ids of their own, so each
+    has its own decision and none can be mistaken for another.
+    """
     present = [c for c in natural_key if c in frame.columns]
     if len(present) == len(natural_key):
         keys = frame[present].astype(str)
@@ -261,6 +270,11 @@ def proposal_ids(agent: str, partition: str, frame: pd.DataFrame, natural_key: S
         return pd.Series([], dtype=object, index=frame.index)
     salt = hashlib.md5(f"{agent}|{partition}".encode(), usedforsecurity=False).hexdigest()[:16]
     hashed = pd.util.hash_pandas_object(keys, index=False, hash_key=salt).to_numpy()
+    repeated = keys.duplicated(keep="first").to_numpy()
+    if repeated.any():
+        occurrence = keys.groupby(list(keys.columns), sort=False).cumcount().astype(str)
+        again = keys[repeated].assign(_occurrence=occurrence[repeated])
+        hashed[repeated] = pd.util.hash_pandas_object(again, index=False, hash_key=salt).to_numpy()
     return pd.Series([f"{h:016x}" for h in hashed.tolist()], index=frame.index, dtype=object)
 
 
@@ -268,7 +282,7 @@ def _proposals_asset(spec: AgentSpec) -> dg.AssetsDefinition:
     @dg.asset(
         key=spec.proposals_key,
         partitions_def=spec.partitions_def,
-        deps=[i.key for i in spec.inputs],
+        deps=[i.key for i in spec.supervisor_inputs],  # all it and its supervisor read: `*actions` runs them
         group_name=spec.name,
         kinds={"agent", "pandas"},
         owners=list(spec.owners) or None,
@@ -292,9 +306,10 @@ def _proposals_asset(spec: AgentSpec) -> dg.AssetsDefinition:
             spec.name, partition, LOADING, run_id=run_id, liveness=spec.liveness
         ) as phase:
             step = open_step(context, lineage, warehouse)
-            served = {i.name: fallback.serve(i, i.partition(partition)) for i in spec.inputs}
+            with fallback.server(context) as inputs:
+                served = {i.name: inputs.serve(i, partition) for i in spec.inputs}
             for item in served.values():
-                record_served(step, warehouse, item)
+                record_served(step, item)
             tier, why = choose_tier(served)
             ctx = ProposalContext(
                 spec.name,
@@ -309,7 +324,9 @@ def _proposals_asset(spec: AgentSpec) -> dg.AssetsDefinition:
             version: str | None = None
             try:
                 proposals, tier, why = _run_agent(spec, ctx, tier, why)
-                proposals = _stamped(spec, partition, proposals, tier, served)
+                proposals, as_text = _stamped(spec, partition, proposals, tier, served)
+                for note in as_text:
+                    context.log.warning(f"{spec.name}: {note}")
                 version = dataset_version(proposals)
             finally:
                 control_plane.tool_calls.record(_model_calls(ctx, run_id, version))
@@ -353,6 +370,7 @@ def _proposals_asset(spec: AgentSpec) -> dg.AssetsDefinition:
                 "inputs_served": dg.MetadataValue.md(markdown_table(_served_table(served))),
                 "stale_inputs": sum(s.stale for s in served.values()),
                 "policy_version": spec.policy,
+                "stored_as_text": dg.MetadataValue.json(as_text),
                 "summary": dg.MetadataValue.md(_proposals_summary(spec, partition, proposals, tier, why)),
             },
         )
@@ -368,7 +386,7 @@ def _run_agent(spec: AgentSpec, ctx: ProposalContext, tier: str, why: str) -> tu
             _check_output(spec, proposals)
             return proposals, tier, why
         except Exception as exc:  # crashed, every model failed, unparseable output: the baseline reports
-            why = f"agent failed ({type(exc).__name__}: {exc})"
+            why = f"agent failed ({type(exc).__name__}: {scrub(exc)})"
             ctx.log.warning(f"{spec.name}: {why}; running its deterministic baseline")
     if spec.baseline is None:
         raise AgentDefinitionError(f"agent {spec.name!r} cannot run ({why}) and declares no baseline")
@@ -423,10 +441,15 @@ def _source_of(fn: Callable) -> str:
 
 
 def _check_output(spec: AgentSpec, proposals: object) -> None:
+    """What a proposals table must be to be stored and judged at all (values are the supervisor's)."""
     if not isinstance(proposals, pd.DataFrame):
         raise AgentDefinitionError(
             f"agent {spec.name!r}: propose() returned {type(proposals).__name__}, expected a pandas DataFrame"
         )
+    names = [c for c in proposals.columns if not isinstance(c, str)]
+    if names or isinstance(proposals.columns, pd.MultiIndex):
+        raise AgentDefinitionError(f"agent {spec.name!r}: column names must be strings, got {names[:5]}")
+    check_column_names(f"{spec.name}_proposals", proposals)
     missing = [c for c in (*REQUIRED_COLUMNS, *spec.natural_key) if c not in proposals.columns]
     if missing:
         raise AgentDefinitionError(f"agent {spec.name!r}: proposals lack column(s) {missing}")
@@ -434,15 +457,16 @@ def _check_output(spec: AgentSpec, proposals: object) -> None:
 
 def _stamped(
     spec: AgentSpec, partition: str, proposals: pd.DataFrame, tier: str, served: Mapping[str, ServedInput]
-) -> pd.DataFrame:
-    """Our columns on every proposals table: a stable id, the tier, and what was served stale."""
+) -> tuple[pd.DataFrame, list[str]]:
+    """Our columns on every proposals table (a stable id, the tier, what was served stale), storable
+    as it is, with a note for each column that had to be stored as text."""
     proposals = proposals.reset_index(drop=True).drop(
         columns=[c for c in ("proposal_id", *MACHINERY_COLUMNS) if c in proposals.columns]  # ours to give
     )
     proposals.insert(0, "proposal_id", proposal_ids(spec.name, partition, proposals, spec.natural_key))
     proposals["tier"] = tier
     proposals["served_inputs"] = "; ".join(s.describe() for s in served.values() if s.stale)
-    return proposals
+    return storable_frame(proposals)
 
 
 def _proposals_summary(spec: AgentSpec, partition: str, proposals: pd.DataFrame, tier: str, why: str) -> str:
@@ -469,6 +493,7 @@ def _served_table(served: Mapping[str, ServedInput]) -> pd.DataFrame:
                 "served": s.served or "-",
                 "age": s.age,
                 "version": (s.version or "-")[:12],
+                "checks": s.check_status,
                 "note": s.reason or "fresh",
             }
             for s in served.values()

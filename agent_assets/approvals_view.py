@@ -6,6 +6,7 @@ import datetime as dt
 
 from agent_assets.text_table import text_table
 from resources.approvals import APPROVED, PENDING, Approval
+from resources.outbox import QUEUED, OutboxEntry
 
 
 def format_approvals(found: list[Approval]) -> str:
@@ -20,7 +21,8 @@ def format_approvals(found: list[Approval]) -> str:
     return "\n".join(text_table(rows))
 
 
-def format_decision(approval: Approval) -> str:
+def format_decision(approval: Approval, queued: OutboxEntry | None = None) -> str:
+    """One line on what the vote did; a granted approval says what it put in the outbox, and only that."""
     last = approval.votes[-1]
     verb = "approved" if last.decision == "approve" else "rejected"
     head = (
@@ -31,7 +33,11 @@ def format_decision(approval: Approval) -> str:
         waiting = f"{len(approval.approvers)} of {approval.required} approvals"
         return f"{head}; {waiting}, waiting for another approver"
     if approval.status == APPROVED:
-        return f"{head}; approved ({', '.join(approval.approvers)}): the executor runs on the next sensor tick"
+        granted = f"{head}; approved ({', '.join(approval.approvers)})"
+        if queued is not None and queued.status == QUEUED:
+            return f"{granted}: queued as {queued.idempotency_key[:12]}, the executor runs on the next sensor tick"
+        state = f"already {queued.status}" if queued is not None else "missing from the outbox"
+        return f"{granted}, but nothing new was queued: action {approval.idempotency_key[:12]} is {state}"
     return f"{head}; {approval.status}: it will not be executed"
 
 

@@ -65,6 +65,12 @@ class DecisionReport:
     supervision: SupervisionRecord
     run: AgentRunRecord | None
     records: tuple[DecisionRecord, ...]
+    unsupervised: AgentRunRecord | None = None  # a newer proposals version nobody supervised
+
+    @property
+    def needs_attention(self) -> bool:
+        """The latest supervision failed, or newer proposals were never supervised: exit non-zero."""
+        return self.supervision.failed or self.unsupervised is not None
 
     def to_json(self) -> dict[str, object]:
         s = self.supervision
@@ -74,11 +80,19 @@ class DecisionReport:
             "proposals_version": s.proposals_version,
             "supervision_id": s.supervision_id,
             "supervised_at": s.supervised_at.isoformat(),
+            "supervision_status": s.status,
             "blocked": s.blocked,
             "block_reason": s.block_reason or None,
+            "unsupervised_version": _unsupervised_json(self.unsupervised),
             "counts": s.counts,
             "decisions": [r.to_json() for r in self.records],
         }
+
+
+def _unsupervised_json(run: AgentRunRecord | None) -> dict[str, object] | None:
+    if run is None:
+        return None
+    return {"proposals_version": run.proposals_version, "run_id": run.run_id, "at": run.created_at.isoformat()}
 
 
 def decision_report(
@@ -93,6 +107,15 @@ def decision_report(
         )
     supervision = supervisions[0]
     version = supervision.proposals_version
+    newest = control_plane.agent_runs.latest(agent, partition)
+    unsupervised = (
+        newest
+        if newest is not None
+        and newest.proposals_version != version
+        and newest.created_at > supervision.supervised_at
+        and control_plane.decision_log.supervision(agent, partition, newest.proposals_version) is None
+        else None
+    )
     decisions = control_plane.decision_log.of_supervision(supervision.supervision_id)
     if verdict is not None:
         decisions = [d for d in decisions if d.verdict == verdict]
@@ -118,17 +141,31 @@ def decision_report(
                 calls=tuple(c for c in calls if c.serves(version, d.proposal_id)),
             )
         )
-    return DecisionReport(agent, partition, supervision, run, tuple(records))
+    return DecisionReport(agent, partition, supervision, run, tuple(records), unsupervised)
 
 
 def format_report(report: DecisionReport) -> str:
     s, run = report.supervision, report.run
     counts = ", ".join(f"{n} {k}" for k, n in s.counts.items() if k != "proposals")
-    lines = [
-        f"{report.agent} {report.partition}: {s.counts.get('proposals', len(report.records))} proposal(s) "
-        f"({counts}), proposals version {s.proposals_version[:12]}, supervised {s.supervised_at:%Y-%m-%d %H:%M:%S}Z"
-        + (f"\n  BLOCKED: {s.block_reason}" if s.blocked else ""),
-    ]
+    lines = []
+    if report.unsupervised is not None:
+        u = report.unsupervised
+        lines.append(
+            f"NOT SUPERVISED: proposals version {u.proposals_version[:12]} (run {u.run_id}, "
+            f"{u.created_at:%Y-%m-%d %H:%M:%S}Z) has no supervision; nothing of it executes. The latest "
+            "supervision, of an earlier version, follows."
+        )
+    if s.failed:
+        lines.append(
+            f"{report.agent} {report.partition}: SUPERVISION FAILED for proposals version {s.proposals_version[:12]} "
+            f"at {s.supervised_at:%Y-%m-%d %H:%M:%S}Z (run {s.run_id}): {s.block_reason}"
+        )
+    else:
+        lines.append(
+            f"{report.agent} {report.partition}: {s.counts.get('proposals', len(report.records))} proposal(s) "
+            f"({counts}), proposals version {s.proposals_version[:12]}, "
+            f"supervised {s.supervised_at:%Y-%m-%d %H:%M:%S}Z" + (f"\n  BLOCKED: {s.block_reason}" if s.blocked else "")
+        )
     if run is not None:
         lines += [
             f"  tier {run.tier}" + (f" ({run.tier_reason})" if run.tier_reason else ""),

@@ -11,15 +11,16 @@ from collections.abc import Mapping
 
 import dagster as dg
 
+from agent_assets.agent import agent_definitions
 from agent_assets.automation import agents_deadline_schedule, market_close_schedule, market_data_arrived_sensor
 from agent_assets.calendar import BUSINESS_DAYS
-from agent_assets.margin_calls import margin_calls
+from agent_assets.margin_calls import MARGIN_ACTIONS, MARGIN_CALLS
 from agent_assets.market_data import MARKET_DATA_ASSETS, MarketFeedResource
 from agent_assets.market_data_quality import FEED_QUALITY
-from agent_assets.rebalancing import rebalancing
+from agent_assets.rebalancing import REBALANCING, TRADE_ACTIONS
 from agent_assets.roster import AGENTS
 from agent_assets.sensors import approvals_sensor, outbox_sensor
-from agent_assets.var_risk import var_risk
+from agent_assets.var_risk import VAR_ACTIONS, VAR_RISK
 from agent_assets.watchdog import failed_runs_sensor, stuck_agents_sensor
 from checks.input_quality import input_quality_checks
 from resources.action_targets import ActionTarget, SqlBooksTarget
@@ -39,33 +40,50 @@ AGENTS_MAX_RUNTIME_S = 3600
 
 
 def build_resources(settings: FoureyesSettings) -> dict[str, object]:
-    """The resources of the code location, from one settings object."""
-    warehouse = SqlWarehouseResource(url=settings.warehouse_url)
-    control_plane = ControlPlaneResource(url=settings.control_url)
+    """The resources of the code location, from one settings object.
+
+    A setting taken from the environment goes in as ``dg.EnvVar`` (``settings.configured``),
+    so a password in a URL is never written into Dagster's run snapshots.
+    """
+    warehouse_url = settings.configured("FOUREYES_WAREHOUSE_URL", settings.warehouse_url)
+    control_url = settings.configured("FOUREYES_CONTROL_URL", settings.control_url)
+    warehouse = SqlWarehouseResource(url=warehouse_url)
+    control_plane = ControlPlaneResource(url=control_url)
     return {
         "warehouse": warehouse,
         "io_manager": PartitionedSqlIOManager(warehouse=warehouse),
         "control_plane": control_plane,
-        "fallback": FallbackResource(warehouse=warehouse, control_plane=control_plane),
+        "fallback": FallbackResource(),
         "models": ModelChainResource(
-            control_url=settings.control_url,
-            backends=[
-                *(ModelBackend(name=name, kind="openai", url=url) for name, url in settings.models),
-                ModelBackend(name="local_policy", kind="local_policy"),
-            ],
+            control_url=control_url,
+            endpoints=settings.configured("FOUREYES_MODELS", ";".join(f"{n}={u}" for n, u in settings.models)),
+            backends=[ModelBackend(name="local_policy", kind="local_policy")],
         ),
         "lineage": OpenLineageResource(
-            control_url=settings.control_url, namespace=settings.namespace, mode=settings.lineage_mode
+            control_url=control_url, namespace=settings.namespace, mode=settings.lineage_mode
         ),
         "market_feed": MarketFeedResource(faults=settings.faults),
-        "books": SqlBooksTarget(url=settings.warehouse_url, table="risk_actions"),
-        "collateral_system": _target(settings.collateral_system_url, settings.warehouse_url, "margin_calls_issued"),
-        "order_system": _target(settings.order_system_url, settings.warehouse_url, "orders"),
+        "books": SqlBooksTarget(url=warehouse_url, table="risk_actions", actions=VAR_ACTIONS),
+        "collateral_system": _target(
+            settings.configured("FOUREYES_COLLATERAL_SYSTEM_URL", settings.collateral_system_url or ""),
+            warehouse_url,
+            "margin_calls_issued",
+            MARGIN_ACTIONS,
+        ),
+        "order_system": _target(
+            settings.configured("FOUREYES_ORDER_SYSTEM_URL", settings.order_system_url or ""),
+            warehouse_url,
+            "orders",
+            TRADE_ACTIONS,
+        ),
     }
 
 
-def _target(url: str | None, books_url: str, table: str) -> ActionTarget:
-    return HttpToolTarget(url=url) if url else SqlBooksTarget(url=books_url, table=table)
+def _target(url: str, books_url: str, table: str, actions: list[str]) -> ActionTarget:
+    """An HTTP tool server when configured (the desk's systems honour Idempotency-Key), else SQL books."""
+    if url:
+        return HttpToolTarget(url=url, actions=actions, honours_idempotency_key=True)
+    return SqlBooksTarget(url=books_url, table=table, actions=actions)
 
 
 def build_definitions(settings: FoureyesSettings, overrides: Mapping[str, object] | None = None) -> dg.Definitions:
@@ -104,9 +122,7 @@ def build_definitions(settings: FoureyesSettings, overrides: Mapping[str, object
             ],
             resources={**build_resources(settings), **(overrides or {})},
         ),
-        var_risk,
-        margin_calls,
-        rebalancing,
+        *(agent_definitions(spec) for spec in (VAR_RISK, MARGIN_CALLS, REBALANCING)),
     )
 
 

@@ -24,10 +24,13 @@ from agent_assets.faults import parse_faults
 from agent_assets.trace import Trace, trace
 from agent_assets.trace_format import format_text
 from checks.supervisor import APPROVAL_SEVERITY
+from resources.check_record import DagsterRecords
 from resources.control_plane import ControlPlaneResource
 from resources.decision_log import APPROVED, PENDING, REJECTED
+from resources.engine import reaching
 from resources.errors import FoureyesError
 from resources.receipts import EXECUTED
+from resources.redaction import redact_url
 from resources.settings import FoureyesSettings
 from resources.warehouse import SqlWarehouseResource
 
@@ -89,9 +92,10 @@ def run_demo(
     """Run the daily job once per business day and collect what happened."""
     injected = parse_faults(faults)
     settings = replace(settings, faults=faults)
+    control = ControlPlaneResource(url=settings.control_url)
+    _reach_stores(control, SqlWarehouseResource(url=settings.warehouse_url))
     defs = build_definitions(settings)
     instance = dagster_instance(settings)
-    control = ControlPlaneResource(url=settings.control_url)
     started = time.perf_counter()
     runs = []
     for partition in business_days_ending(end, days):
@@ -105,20 +109,28 @@ def run_demo(
         runs.append(RunOutcome(partition, day.agents.run_id, day.agents.success, "; ".join(notes), days_of_agents))
     traces = []
     warehouse = SqlWarehouseResource(url=settings.warehouse_url)
+    records = DagsterRecords(instance, defs.resolve_asset_graph())
     for partition in sorted({f.partition for f in injected}):
         for asset in TRACED:
             try:
-                traces.append(trace(control.lineage_store, warehouse, asset, partition, quality=control.quality))
+                traces.append(trace(control.lineage_store, warehouse, asset, partition, records=records))
             except FoureyesError:
                 continue  # the output was never built (e.g. the input was missing): nothing to trace
     return DemoSummary(
-        warehouse_url=settings.warehouse_url,
-        control_url=settings.control_url,
+        warehouse_url=redact_url(settings.warehouse_url),
+        control_url=redact_url(settings.control_url),
         faults=faults,
         seconds=round(time.perf_counter() - started, 1),
         runs=tuple(runs),
         traces=tuple(traces),
     )
+
+
+def _reach_stores(control: ControlPlaneResource, warehouse: SqlWarehouseResource) -> None:
+    """Reach both stores before the first run: one that is down is one line, not five failed days."""
+    control.reach()
+    with reaching(warehouse.engine, "warehouse"), warehouse.engine.connect():
+        pass
 
 
 def dagster_instance(settings: FoureyesSettings) -> dg.DagsterInstance:

@@ -5,15 +5,15 @@ the human approval that granted them). The executor delivers this partition's qu
 actions that are still executable — approved, or pending and since granted, in the latest
 supervision of exactly the proposals version now stored — and cancels, with the reason, any
 that no longer are. Each delivery holds a lease on its outbox row, sends the idempotency key,
-and writes the receipt only when the target confirmed. A target that is down leaves the
-action queued with backoff; the ``foureyes_outbox`` sensor relaunches the executor when it
-is due.
+and writes the receipt only when the target confirmed. A target that certainly did not get
+the action leaves it queued with backoff (the ``foureyes_outbox`` sensor relaunches the
+executor when it is due); a delivery that may have arrived unconfirmed is sent again only to
+a target that deduplicates, and is otherwise put in doubt, raising an alert, for a human.
 """
 
-import datetime as dt
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import dagster as dg
 import pandas as pd
@@ -23,24 +23,27 @@ from checks.supervisor import HOLD
 from checks.verdict_summary import SHOWN, verdict_summary
 from resources.action_targets import Action, ActionTarget
 from resources.agent_state import DEFAULT_LIVENESS, EXECUTING, Liveness
+from resources.alerts import ACTION_IN_DOUBT
 from resources.approvals import APPROVED as APPROVAL_GRANTED
 from resources.control_plane import ControlPlaneResource
 from resources.decision_log import APPROVED, PENDING, Decision, SupervisionRecord
-from resources.errors import TargetRefusedError
+from resources.errors import TargetRefusedError, TargetUnavailableError
 from resources.lineage import LINEAGE_HOOKS, OpenLineageResource
 from resources.markdown import asset_link, markdown_table
 from resources.outbox import DELIVERED, DELIVERING, QUEUED, OutboxEntry
+from resources.redaction import scrub
 from resources.tool_calls import TOOL, ToolCall
 from resources.warehouse import SqlWarehouseResource, versioned_output
 
 ACTION_COLUMNS = ["proposal_id", "action", "idempotency_key", "status", "detail"]
-EXECUTED, ALREADY_EXECUTED, RETRY_LATER, FAILED, CANCELLED, WAITING = (
+EXECUTED, ALREADY_EXECUTED, RETRY_LATER, FAILED, CANCELLED, WAITING, IN_DOUBT = (
     "executed",
     "already_executed",
     "queued_for_retry",
     "failed",
     "cancelled",
     "waiting",
+    "in_doubt",
 )
 
 
@@ -121,11 +124,17 @@ def deliver_partition(
                 if entry.proposals_version != proposals_version
                 else "no longer approved by the latest supervision"
             )
+            if entry.interrupted():  # it may have arrived: a human settles it, nothing cancels it silently
+                rows.append({**row, "status": IN_DOUBT, "detail": _doubt(control_plane, entry, target, why)})
+                continue
             outbox.cancel(entry.idempotency_key, why)
             rows.append({**row, "status": CANCELLED, "detail": why})
             continue
-        if not outbox.lease(entry.idempotency_key, run_id, force=force):
-            due = entry.next_attempt_at or dt.datetime.now(dt.UTC)
+        if entry.interrupted() and not target.deduplicates:
+            rows.append({**row, "status": IN_DOUBT, "detail": _doubt(control_plane, entry, target)})
+            continue
+        if not outbox.lease(entry.idempotency_key, run_id, force=force, reclaim=target.deduplicates):
+            due = entry.next_attempt_at  # always set on a stored entry
             rows.append(
                 {
                     **row,
@@ -139,7 +148,7 @@ def deliver_partition(
 
 
 def deliver(control_plane: ControlPlaneResource, entry: OutboxEntry, target: ActionTarget, run_id: str | None) -> dict:
-    """One delivery attempt of a leased entry: receipt on confirmation, queue or fail otherwise."""
+    """One delivery attempt of a leased entry: receipt on confirmation; queued, in doubt or failed otherwise."""
     outbox = control_plane.outbox
     action = Action(
         entry.idempotency_key,
@@ -155,18 +164,47 @@ def deliver(control_plane: ControlPlaneResource, entry: OutboxEntry, target: Act
         result = target.execute(action)
     except TargetRefusedError as exc:
         outbox.fail(entry.idempotency_key, str(exc))
-        outcome = {"status": FAILED, "detail": str(exc)}
-    except Exception as exc:  # down, slow, 5xx, garbled, or a crash we cannot tell from one: retry, same key
-        retried = outbox.retry_later(entry.idempotency_key, f"{type(exc).__name__}: {exc}")
-        outcome = {
-            "status": RETRY_LATER,
-            "detail": f"{exc} (attempt {retried.attempts}; next {retried.next_attempt_at:%H:%M:%S}Z)",
-        }
+        outcome = {"status": FAILED, "detail": scrub(exc)}
+    except Exception as exc:  # down, slow, 5xx, garbled, or a crash we cannot tell from one
+        sent = exc.sent if isinstance(exc, TargetUnavailableError) else True
+        if sent and not target.deduplicates:
+            began = replace(entry, run_id=run_id)  # this run began it (``entry`` was read before the lease)
+            outcome = {"status": IN_DOUBT, "detail": _doubt(control_plane, began, target, f"{exc}")}
+        else:
+            retried = outbox.retry_later(entry.idempotency_key, f"{type(exc).__name__}: {exc}")
+            outcome = {
+                "status": RETRY_LATER,
+                "detail": scrub(f"{exc} (attempt {retried.attempts}; next {retried.next_attempt_at:%H:%M:%S}Z)"),
+            }
     else:
         outbox.delivered(entry, run_id, {**result.detail, "target_status": result.status})
         outcome = {"status": EXECUTED, "detail": str(result.detail)}
     control_plane.tool_calls.record([_target_call(entry, target, outcome, started, run_id)])
     return outcome
+
+
+def _doubt(
+    control_plane: ControlPlaneResource, entry: OutboxEntry, target: ActionTarget, why: str | None = None
+) -> str:
+    """Put an unconfirmed delivery in doubt and raise an alert: only a human sends it again.
+
+    Only a target that does not deduplicate gets here for an action still approved; one that
+    deduplicates gets here when an interrupted delivery is no longer approved (it is not resent,
+    and it may have arrived, so it is not cancelled silently either).
+    """
+    why = why or f"a delivery began (run {entry.run_id or '-'}) and no confirmation was recorded"
+    held = (
+        "may have received it, so it is not cancelled silently"
+        if target.deduplicates
+        else "does not deduplicate, so it is not sent again"
+    )
+    detail = scrub(
+        f"{why}; {entry.target} {held}: check it there, then "
+        f"`foureyes outbox retry {entry.idempotency_key[:12]}` if it did not arrive"
+    )
+    control_plane.outbox.in_doubt(entry.idempotency_key, detail)
+    control_plane.alerts.raise_alert(ACTION_IN_DOUBT, f"{entry.agent} {entry.partition}", detail, entry.run_id)
+    return detail
 
 
 def _target_call(
@@ -239,6 +277,8 @@ def actions_asset(
         queued = int(counts.get(RETRY_LATER, 0) + counts.get(WAITING, 0))
         if queued:
             context.log.warning(f"{queued} action(s) queued in the outbox: the target did not confirm them yet")
+        if counts.get(IN_DOUBT):
+            context.log.error(f"{counts[IN_DOUBT]} action(s) in doubt: `foureyes outbox list --status in_doubt`")
         return versioned_output(
             actions,
             **{

@@ -15,14 +15,14 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from agent_assets.agent import HOLD, AgentSpec, AssetInput, ProposalContext, agent_definitions
-from agent_assets.market_data_quality import feed
+from agent_assets.agent import HOLD, AgentSpec, AssetInput, ProposalContext
 from checks.approval_policy import ApprovalPolicy
 from checks.rule_kinds import Expression, Threshold
 from checks.rules import Join
 from resources.asset_inputs import require_columns
 
 CALL, RETURN, ESCALATE = "call", "return", "escalate"
+MARGIN_ACTIONS = [CALL, RETURN, ESCALATE]  # what its target accepts: the supervisor rejects any other action
 _CSA = Join(
     table="counterparties",
     on={"counterparty_id": "counterparty_id"},
@@ -180,9 +180,9 @@ def _rationale(row) -> str:
 MARGIN_CALLS = AgentSpec(
     name="margin_calls",
     inputs=[
-        feed("exposures", max_staleness=1),
-        feed("collateral", max_staleness=1),
-        AssetInput("counterparties", partitioned=False),
+        AssetInput("exposures", max_staleness=1),
+        AssetInput("collateral", max_staleness=1),
+        AssetInput("counterparties"),
     ],
     propose=propose_margin_calls,
     proposals_schema=MarginProposals,
@@ -194,4 +194,3 @@ MARGIN_CALLS = AgentSpec(
     description="Margin calls and returns under each counterparty's CSA.",
     owners=["team:collateral"],
 )
-margin_calls = agent_definitions(MARGIN_CALLS)

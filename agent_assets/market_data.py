@@ -14,6 +14,7 @@ from pydantic import Field
 from agent_assets import synthetic_market
 from agent_assets.calendar import BUSINESS_DAYS, previous_business_day
 from agent_assets.faults import FAULT_KINDS, corrupt, fault_for, parse_faults
+from agent_assets.market_data_quality import FEED_QUALITY
 from agent_assets.step_lineage import open_step, read_recorded
 from resources.asset_inputs import require_columns
 from resources.errors import MissingFeedError
@@ -96,6 +97,12 @@ REFERENCE_ASSETS = [
 ]
 
 
+def judged_against(asset: str) -> list[dg.AssetKey]:
+    """The reference tables an asset's quality checks read: declared as its deps, so that selecting
+    anything downstream (``*var_risk_actions``) materialises them before the checks run."""
+    return [r.key for q in FEED_QUALITY if q.asset == asset for r in q.references]
+
+
 def _feed_asset(name: str, build, description: str, source: LineageDataset | None = None) -> dg.AssetsDefinition:
     """A daily feed; ``source`` names, for lineage, where the feed comes from outside Dagster."""
 
@@ -105,6 +112,7 @@ def _feed_asset(name: str, build, description: str, source: LineageDataset | Non
         group_name=GROUP,
         kinds={"python", "pandas"},
         hooks=LINEAGE_HOOKS,
+        deps=judged_against(name),
         description=description,
     )
     def _asset(
@@ -148,7 +156,7 @@ vendor_prices = _feed_asset(
     group_name=GROUP,
     kinds={"python", "pandas"},
     hooks=LINEAGE_HOOKS,
-    deps=[vendor_prices],
+    deps=[vendor_prices, *judged_against("market_prices")],
     description="Standardised end-of-day prices: the vendor file, typed, sorted and deduplicated.",
 )
 def market_prices(context: dg.AssetExecutionContext, warehouse: SqlWarehouseResource, lineage: OpenLineageResource):

@@ -96,12 +96,8 @@ PRICE_FILE_ASSERTIONS = (
     ),
     QualityAssertion("freshness", "The file's latest prices are the partition's day.", _fresh("price_date")),
 )
-VENDOR_PRICES_QUALITY = InputQuality(
-    "vendor_prices", PRICE_FILE_ASSERTIONS, references=(AssetInput("instruments", partitioned=False),)
-)
-MARKET_PRICES_QUALITY = InputQuality(
-    "market_prices", PRICE_FILE_ASSERTIONS, references=(AssetInput("instruments", partitioned=False),)
-)
+VENDOR_PRICES_QUALITY = InputQuality("vendor_prices", PRICE_FILE_ASSERTIONS, references=(AssetInput("instruments"),))
+MARKET_PRICES_QUALITY = InputQuality("market_prices", PRICE_FILE_ASSERTIONS, references=(AssetInput("instruments"),))
 
 POSITIONS_QUALITY = InputQuality(
     "positions",
@@ -124,7 +120,7 @@ POSITIONS_QUALITY = InputQuality(
         ),
         QualityAssertion("freshness", "Positions are as of the partition's day.", _fresh("as_of")),
     ),
-    references=(AssetInput("portfolios", partitioned=False),),
+    references=(AssetInput("portfolios"),),
 )
 
 EXPOSURES_QUALITY = InputQuality(
@@ -142,7 +138,7 @@ EXPOSURES_QUALITY = InputQuality(
         ),
         QualityAssertion("freshness", "Exposures are as of the partition's day.", _fresh("as_of")),
     ),
-    references=(AssetInput("counterparties", partitioned=False),),
+    references=(AssetInput("counterparties"),),
 )
 
 COLLATERAL_QUALITY = InputQuality(
@@ -166,7 +162,7 @@ COLLATERAL_QUALITY = InputQuality(
         ),
         QualityAssertion("freshness", "Balances are as of the partition's day.", _fresh("as_of")),
     ),
-    references=(AssetInput("counterparties", partitioned=False),),
+    references=(AssetInput("counterparties"),),
 )
 
 FEED_QUALITY = (
@@ -176,8 +172,3 @@ FEED_QUALITY = (
     EXPOSURES_QUALITY,
     COLLATERAL_QUALITY,
 )
-
-
-def feed(asset: str, max_staleness: int = 3) -> AssetInput:
-    """An agent input from a checked feed: served only if it passed, else last known good."""
-    return AssetInput(asset, quality_checked=True, max_staleness=max_staleness)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dagster as dg
+
 from agent_assets.definitions import build_resources
 from agent_assets.executor import deliver, executable_decisions
 from agent_assets.text_table import text_table
 from resources.control_plane import ControlPlaneResource
 from resources.errors import FoureyesError
-from resources.outbox import DELIVERING, FAILED, QUEUED, OutboxEntry
+from resources.outbox import DELIVERING, FAILED, IN_DOUBT, QUEUED, OutboxEntry
 from resources.settings import FoureyesSettings
 from resources.warehouse import SqlWarehouseResource
 
@@ -35,39 +37,53 @@ def format_entries(entries: list[OutboxEntry]) -> str:
 
 
 def retry_deliveries(settings: FoureyesSettings, keys: list[str] | None) -> list[dict]:
-    """Deliver the chosen entries now (``None``: every queued or failed one), if still executable."""
+    """Deliver the chosen entries now (``None``: every queued or failed one), if still executable.
+
+    An entry in doubt (it may have arrived) is delivered only when named by its key: the
+    operator has checked the far side. ``--all`` leaves it alone, and says so.
+    """
     control = ControlPlaneResource(url=settings.control_url)
     warehouse = SqlWarehouseResource(url=settings.warehouse_url)
-    resources = build_resources(settings)
-    candidates = [e for e in control.outbox.find() if e.status in (QUEUED, FAILED, DELIVERING)]
+    retryable = (QUEUED, FAILED, DELIVERING) if keys is None else (QUEUED, FAILED, DELIVERING, IN_DOUBT)
+    candidates = [e for e in control.outbox.find() if e.status in retryable]
     chosen = (
         candidates if keys is None else [e for e in candidates if any(e.idempotency_key.startswith(k) for k in keys)]
     )
     if keys is not None and not chosen:
         raise FoureyesError(f"no queued or failed outbox entry matches {keys}; `foureyes outbox list --status all`")
-    control.outbox.retry_now([e.idempotency_key for e in chosen])
-    results = []
-    for entry in chosen:
-        current = warehouse.partition_record(f"{entry.agent}_proposals", entry.partition)
-        executable = executable_decisions(control, entry.agent, entry.partition, current.version if current else "")
-        if entry.proposal_id not in {d.proposal_id for d in executable.decisions} or (
-            current is None or current.version != entry.proposals_version
-        ):
-            control.outbox.cancel(entry.idempotency_key, "no longer approved for the current proposals version")
-            results.append({**entry.to_json(), "result": "cancelled"})
-            continue
-        if not control.outbox.lease(entry.idempotency_key, run_id=None, force=True):
-            results.append({**entry.to_json(), "result": "in flight elsewhere"})
-            continue
-        outcome = deliver(control, control.outbox.get(entry.idempotency_key), resources[entry.target], run_id=None)
-        results.append(
-            {
-                **control.outbox.get(entry.idempotency_key).to_json(),
-                "result": outcome["status"],
-                "detail": outcome["detail"],
-            }
-        )
+    results = [{**e.to_json(), "result": "left in doubt: name its key to send it"} for e in _in_doubt(control, keys)]
+    control.outbox.retry_now([e.idempotency_key for e in chosen if e.status != DELIVERING])
+    with dg.build_resources(build_resources(settings)) as resources:  # EnvVar settings resolved here
+        for entry in chosen:
+            results.append(
+                _retried(control, warehouse, entry, getattr(resources, entry.target), named=keys is not None)
+            )
     return results
+
+
+def _in_doubt(control: ControlPlaneResource, keys: list[str] | None) -> list[OutboxEntry]:
+    return control.outbox.find(status=IN_DOUBT) if keys is None else []
+
+
+def _retried(
+    control: ControlPlaneResource, warehouse: SqlWarehouseResource, entry: OutboxEntry, target, *, named: bool
+) -> dict:
+    current = warehouse.partition_record(f"{entry.agent}_proposals", entry.partition)
+    executable = executable_decisions(control, entry.agent, entry.partition, current.version if current else "")
+    if entry.proposal_id not in {d.proposal_id for d in executable.decisions} or (
+        current is None or current.version != entry.proposals_version
+    ):
+        control.outbox.cancel(entry.idempotency_key, "no longer approved for the current proposals version")
+        return {**entry.to_json(), "result": "cancelled"}
+    reclaim = named or target.deduplicates  # an interrupted delivery is resent on a human's word, or if deduplicated
+    if not control.outbox.lease(entry.idempotency_key, run_id=None, force=True, reclaim=reclaim):
+        return {**entry.to_json(), "result": "in flight elsewhere"}
+    outcome = deliver(control, control.outbox.get(entry.idempotency_key), target, run_id=None)
+    return {
+        **control.outbox.get(entry.idempotency_key).to_json(),
+        "result": outcome["status"],
+        "detail": outcome["detail"],
+    }
 
 
 def format_deliveries(results: list[dict]) -> str:

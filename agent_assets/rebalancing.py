@@ -15,8 +15,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from agent_assets.agent import HOLD, AgentSpec, AssetInput, ProposalContext, agent_definitions
-from agent_assets.market_data_quality import feed
+from agent_assets.agent import HOLD, AgentSpec, AssetInput, ProposalContext
 from checks.approval_policy import ApprovalPolicy
 from checks.price_anomaly import PriceAnomalyReviewer
 from checks.rule_kinds import ConcentrationLimit, Expression, RestrictedList
@@ -24,6 +23,7 @@ from checks.rules import Join
 from resources.asset_inputs import require_columns
 
 BUY, SELL, ESCALATE = "buy", "sell", "escalate"
+TRADE_ACTIONS = [BUY, SELL, ESCALATE]  # what its target accepts: the supervisor rejects any other action
 TRADE_COLUMNS = [
     "portfolio_id",
     "instrument_id",
@@ -213,9 +213,9 @@ def escalate_portfolios(ctx: ProposalContext) -> pd.DataFrame:
 REBALANCING = AgentSpec(
     name="rebalancing",
     inputs=[
-        feed("positions"),
-        feed("market_prices"),
-        AssetInput("target_weights", partitioned=False),
+        AssetInput("positions"),
+        AssetInput("market_prices"),
+        AssetInput("target_weights"),
     ],
     propose=propose_trades,
     proposals_schema=TradeProposals,
@@ -226,14 +226,13 @@ REBALANCING = AgentSpec(
     baseline=escalate_portfolios,
     references=[
         AssetInput("holdings"),
-        AssetInput("instruments", partitioned=False),
-        AssetInput("portfolios", partitioned=False),
-        AssetInput("restricted_list", partitioned=False),
-        AssetInput("investment_policies", partitioned=False),
-        AssetInput("policy_exclusions", partitioned=False),
+        AssetInput("instruments"),
+        AssetInput("portfolios"),
+        AssetInput("restricted_list"),
+        AssetInput("investment_policies"),
+        AssetInput("policy_exclusions"),
     ],
     target="order_system",
     description="Drift and momentum to trades, within the restricted list and each client's policy.",
     owners=["team:portfolio-management"],
 )
-rebalancing = agent_definitions(REBALANCING)

@@ -29,6 +29,10 @@ class AgentStatus:
     last_supervision: SupervisionRecord | None
     last_run: AgentRunRecord | None
 
+    @property
+    def supervision_failed(self) -> bool:
+        return self.last_supervision is not None and self.last_supervision.failed
+
     def to_json(self, now: dt.datetime) -> dict[str, object]:
         s, sup, run = self.state, self.last_supervision, self.last_run
         return {
@@ -42,12 +46,15 @@ class AgentStatus:
             "busy_partitions": self.busy_partitions,
             "stuck": self.stuck is not None,
             "stuck_reason": str(self.stuck) if self.stuck else None,
+            "supervision_failed": self.supervision_failed,
             "last_decision": None
             if sup is None
             else {
                 "partition": sup.partition,
                 "supervised_at": sup.supervised_at.isoformat(),
+                "status": sup.status,
                 "blocked": sup.blocked,
+                "block_reason": sup.block_reason or None,
                 "counts": sup.counts,
             },
             "last_tier": None
@@ -65,6 +72,11 @@ class StatusReport:
     @property
     def stuck(self) -> list[AgentStatus]:
         return [a for a in self.agents if a.stuck]
+
+    @property
+    def needs_attention(self) -> bool:
+        """Something a human must look at: a stuck agent, or one whose latest supervision failed."""
+        return any(a.stuck or a.supervision_failed for a in self.agents)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -114,7 +126,7 @@ def format_status(report: StatusReport) -> str:
                 f"{duration(report.now - s.beat_at)} ago" if s and s.active else "-",
                 _last_decision(a.last_supervision),
                 f"{a.last_run.tier} ({a.last_run.partition})" if a.last_run else "-",
-                f"STUCK: {a.stuck}" if a.stuck else _outcome(s),
+                f"STUCK: {a.stuck}" if a.stuck else _state(a),
             )
         )
     lines = text_table(rows)
@@ -130,8 +142,16 @@ def _last_decision(sup: SupervisionRecord | None) -> str:
     if sup is None:
         return "-"
     c = sup.counts
+    if sup.failed:
+        return f"{sup.partition} FAILED"
     verdicts = "blocked" if sup.blocked else f"{c.get('approved', 0)}a/{c.get('rejected', 0)}r/{c.get('pending', 0)}p"
     return f"{sup.partition} {verdicts}"
+
+
+def _state(status: AgentStatus) -> str:
+    if status.supervision_failed:
+        return f"SUPERVISION FAILED: {status.last_supervision.block_reason}"
+    return _outcome(status.state)
 
 
 def _outcome(state: AgentState | None) -> str:

@@ -89,32 +89,33 @@ def recorded_version(
     return record
 
 
-def record_served(step: StepLineage | None, warehouse: SqlWarehouseResource, served: ServedInput) -> None:
-    """Record an input as the fallback resolver served it: partition, version, checks, staleness."""
-    if step is None or served.record is None:
+def record_served(step: StepLineage | None, served: ServedInput) -> None:
+    """Record an input as it was served: dataset, partition, version, staleness, and the checks that judged it."""
+    if step is None or served.dataset is None:
         return
     facets: dict[str, object] = {
         "foureyes_fallback": FallbackInputDatasetFacet(
             requestedPartition=served.requested,
             servedPartition=served.served,
-            ageBusinessDays=served.age,
+            agePartitions=served.age,
+            ageUnit=served.unit,
             stale=served.stale,
             usable=served.usable,
             reason=served.reason,
+            checkStatus=served.check_status,
         )
     }
-    if served.assertions:
+    if served.checks:
         facets["dataQualityAssertions"] = data_quality_assertions_dataset.DataQualityAssertionsDatasetFacet(
             assertions=[
                 data_quality_assertions_dataset.Assertion(
-                    assertion=a.assertion,
-                    success=a.success,
-                    column=a.column,
-                    severity="warn",
-                    description=a.detail,
+                    assertion=c.check,
+                    success=c.passed,
+                    severity="error" if c.blocking else "warn",
+                    description=c.description or None,
                 )
-                for a in served.assertions
+                for c in served.checks
             ]
         )
-    dataset = warehouse_dataset(warehouse, served.input.key, served.record.partition, served.record.version)
-    step.read(replace(dataset, input_facets=facets))
+    dataset = served.dataset
+    step.read(LineageDataset(dataset.namespace, dataset.name, served.served, served.version, input_facets=facets))

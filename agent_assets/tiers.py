@@ -1,6 +1,7 @@
 """Which tier an agent runs in, from the state of its inputs and its own health.
 
-* FULL: every input is the requested partition, and it passed its quality checks.
+* FULL: every input is the requested partition, and no blocking check failed on it (the
+  reason says which inputs passed their checks and which were not checked).
 * CONSTRAINED: some input is a last known good partition within its maximum staleness; the
   agent runs, knows what is stale, and must be more conservative.
 * PASS_THROUGH: some input is unusable (too stale, or nothing servable), or the agent failed
@@ -26,7 +27,10 @@ def choose_tier(served: Mapping[str, ServedInput]) -> tuple[str, str]:
     stale = [s for s in served.values() if s.stale]
     if stale:
         return CONSTRAINED, "; ".join(s.describe() for s in stale)
-    return FULL, "all inputs fresh and passing their checks"
+    unchecked = [s.input.name for s in served.values() if not s.passed_checks]
+    if not unchecked:
+        return FULL, "all inputs fresh and passing their checks"
+    return FULL, f"all inputs fresh; not checked: {', '.join(unchecked)}"
 
 
 def worst(*tiers: str) -> str:

@@ -18,9 +18,10 @@ from dataclasses import asdict, dataclass, field
 
 import dagster as dg
 
+from resources.check_record import DagsterRecords
+from resources.dataset_names import DatasetName, asset_key_of
 from resources.errors import LineageNotFoundError
 from resources.lineage_store import INPUT, OUTPUT, LineageStore, StoredEvent, dataset_refs
-from resources.partition_quality import QualityLedger
 from resources.warehouse import UNPARTITIONED, SqlWarehouseResource
 
 
@@ -50,7 +51,11 @@ class Hop:
         return f"{self.dataset}[{partition}]"
 
     def failed_assertions(self) -> list[str]:
-        return [a["assertion"] for a in self.assertions if not a.get("success", True)]
+        """Checks that failed and count: blocking ones (a ``warn`` severity, or not blocking, only warns)."""
+        return [a["assertion"] for a in self.assertions if not a.get("success", True) and not _only_warns(a)]
+
+    def warnings(self) -> list[str]:
+        return [a["assertion"] for a in self.assertions if not a.get("success", True) and _only_warns(a)]
 
     def walk(self, path: tuple[Hop, ...] = ()):
         """Every hop below (and including) this one, with the path from the root to it."""
@@ -88,7 +93,7 @@ def trace(
     asset: str,
     partition: str | None,
     *,
-    quality: QualityLedger | None = None,
+    records: DagsterRecords | None = None,
     depth: int | None = None,
     version: str | None = None,
 ) -> Trace:
@@ -103,7 +108,7 @@ def trace(
         dataset.namespace,
         dataset.name,
         partition or UNPARTITIONED,
-        quality=quality,
+        records=records,
         depth=depth,
         version=version,
         label=asset,
@@ -116,7 +121,7 @@ def trace_dataset(
     name: str,
     partition: str | None,
     *,
-    quality: QualityLedger | None = None,
+    records: DagsterRecords | None = None,
     depth: int | None = None,
     version: str | None = None,
     label: str | None = None,
@@ -131,7 +136,7 @@ def trace_dataset(
         )
     if version is not None and not any(_output_version(w, namespace, name) == version for w in writers):
         raise LineageNotFoundError(f"no completed run wrote version {version[:12]} of {label} partition {partition}")
-    walker = _Walker(store, quality, depth)
+    walker = _Walker(store, records, depth)
     root = walker.hop(namespace, name, partition, partition, version, {}, level=0)
     return Trace(root, root_cause(root))
 
@@ -198,9 +203,9 @@ def root_cause(root: Hop) -> str:
 
 
 class _Walker:
-    def __init__(self, store: LineageStore, quality: QualityLedger | None, depth: int | None):
+    def __init__(self, store: LineageStore, records: DagsterRecords | None, depth: int | None):
         self.store = store
-        self.quality = quality
+        self.records = records
         self.depth = depth
         self.visited: set[tuple] = set()
 
@@ -208,9 +213,10 @@ class _Walker:
         hop = Hop(_asset_of(namespace, name), namespace, name, partition, requested, version)
         fallback = read_facets.get("foureyes_fallback") or {}
         if fallback.get("stale"):
+            age = f"{fallback.get('agePartitions')} {fallback.get('ageUnit') or 'partition'}(s) old"
             hop.staleness = (
                 f"requested {fallback.get('requestedPartition')}, served {fallback.get('servedPartition')} "
-                f"({fallback.get('ageBusinessDays')} business day(s) old: {fallback.get('reason')})"
+                f"({age}: {fallback.get('reason')})"
             )
             hop.suspects.append(f"fallback: {fallback.get('reason')}")
         hop.assertions = list((read_facets.get("dataQualityAssertions") or {}).get("assertions") or [])
@@ -227,7 +233,7 @@ class _Walker:
                 hop.version = hop.version or _output_version(producer, namespace, name)
                 self._describe_producer(hop, producer, attempts)
         if not hop.assertions:
-            hop.assertions = self._ledger_assertions(hop)
+            hop.assertions = self._recorded_assertions(hop)
         if hop.failed_assertions():
             hop.suspects.append("failed " + ", ".join(hop.failed_assertions()))
         if hop.version and hop.current_version and hop.version != hop.current_version:
@@ -259,13 +265,24 @@ class _Walker:
         if hop.status == "FAIL":
             hop.suspects.append(f"latest attempt failed (run {attempts[0].run_id[:8]})")
 
-    def _ledger_assertions(self, hop: Hop) -> list[dict]:
-        if self.quality is None or hop.partition is None:
+    def _recorded_assertions(self, hop: Hop) -> list[dict]:
+        """The checks Dagster recorded on the partition, when what it holds now is the version read."""
+        key = _asset_key(hop.namespace, hop.name)
+        if self.records is None or key is None:
             return []
-        record = self.quality.verdict(hop.dataset, hop.partition)
-        if record is None or record.version != hop.version:
+        partition = None if hop.partition in (None, UNPARTITIONED) else hop.partition
+        record = self.records.partition(key, partition)
+        if record is None or (hop.version and record.data_version != hop.version):
             return []
-        return [a.to_json() for a in record.assertions]
+        return [c.to_json() for c in record.checks]
+
+
+def _only_warns(assertion: dict) -> bool:
+    """A failed check that does not count against the partition: a non-blocking one (Dagster's record says
+    so), or, from other producers' lineage, one of severity ``warn``."""
+    if "blocking" in assertion:
+        return not assertion["blocking"]
+    return str(assertion.get("severity", "")).lower() == "warn"
 
 
 def _output_version(event: StoredEvent, namespace: str, name: str) -> str | None:
@@ -290,10 +307,16 @@ def _version_of(ds: dict) -> str | None:
 
 
 def _asset_of(namespace: str, name: str) -> str:
-    """Warehouse tables are named after asset keys (``a__b`` is ``a/b``); other datasets keep their name."""
+    """A dataset's label: the asset key of a warehouse table or a Dagster asset; namespace/name otherwise."""
+    key = _asset_key(namespace, name)
+    return key.to_user_string() if key is not None else f"{namespace}/{name}"
+
+
+def _asset_key(namespace: str, name: str) -> dg.AssetKey | None:
+    """Warehouse tables are named after asset keys (``a__b`` is ``a/b``); ``dagster://`` datasets are keys."""
     if namespace.startswith(("sqlite://", "postgres://")):
-        return name.rsplit(".", 1)[-1].replace("__", "/")
-    return f"{namespace}/{name}"
+        return dg.AssetKey(name.rsplit(".", 1)[-1].split("__"))
+    return asset_key_of(DatasetName(namespace, name))
 
 
 def short_version(version: str | None) -> str:

@@ -29,8 +29,12 @@ def _text(hop: Hop, lines: list[str], prefix: str, last: bool, top: bool = False
         details.append("source: no recorded writer")
     if hop.assertions:
         passed = sum(1 for a in hop.assertions if a.get("success"))
-        failed = ", ".join(hop.failed_assertions())
-        details.append(f"checks: {passed}/{len(hop.assertions)} passed" + (f"; FAILED {failed}" if failed else ""))
+        failed, warned = ", ".join(hop.failed_assertions()), ", ".join(hop.warnings())
+        details.append(
+            f"checks: {passed}/{len(hop.assertions)} passed"
+            + (f"; FAILED {failed}" if failed else "")
+            + (f"; warning {warned}" if warned else "")
+        )
     if hop.staleness:
         details.append(f"stale: {hop.staleness}")
     details += [f"! {s}" for s in hop.suspects if not s.startswith(("failed", "fallback"))]

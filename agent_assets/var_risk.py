@@ -14,8 +14,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from agent_assets.agent import HOLD, AgentSpec, AssetInput, ProposalContext, agent_definitions
-from agent_assets.market_data_quality import feed
+from agent_assets.agent import HOLD, AgentSpec, AssetInput, ProposalContext
 from agent_assets.var_engine import historical_var, parametric_var
 from checks.approval_policy import ApprovalPolicy
 from checks.price_anomaly import PriceAnomalyReviewer
@@ -23,6 +22,7 @@ from checks.rule_kinds import Predicate, Threshold
 from resources.model_chain import ModelQuestion
 
 ESCALATE, REDUCE = "escalate", "reduce_exposure"
+VAR_ACTIONS = [ESCALATE, REDUCE]  # what its target accepts: the supervisor rejects any other action
 ESCALATION_LEVEL = 0.85
 REDUCTION_BUFFER = 0.05
 MAX_SINGLE_REDUCTION = 0.5
@@ -250,9 +250,9 @@ LARGE_CUTS = ApprovalPolicy(
 VAR_RISK = AgentSpec(
     name="var_risk",
     inputs=[
-        feed("positions"),
-        feed("market_prices"),
-        AssetInput("portfolios", partitioned=False),
+        AssetInput("positions"),
+        AssetInput("market_prices"),
+        AssetInput("portfolios"),
     ],
     propose=propose_var_actions,
     proposals_schema=VarProposals,
@@ -265,4 +265,3 @@ VAR_RISK = AgentSpec(
     description="Portfolio VaR against limits: proposes escalations and exposure cuts.",
     owners=["team:risk"],
 )
-var_risk = agent_definitions(VAR_RISK)

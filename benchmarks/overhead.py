@@ -46,6 +46,7 @@ from agent_assets.margin_calls import MARGIN_CALLS
 from agent_assets.rebalancing import REBALANCING
 from agent_assets.var_risk import VAR_RISK
 from checks.supervisor import HOLD
+from resources.asset_inputs import AssetInput
 from resources.engine import engine_for
 from resources.settings import FoureyesSettings
 from resources.warehouse import SqlWarehouseResource
@@ -74,7 +75,9 @@ def plain_assets(spec: AgentSpec) -> list[dg.AssetsDefinition]:
     @dg.asset(name=f"{spec.name}_plain_proposals", partitions_def=BUSINESS_DAYS)
     def proposals(context: dg.AssetExecutionContext, warehouse: SqlWarehouseResource) -> pd.DataFrame:
         partition = context.partition_key
-        inputs = {i.name: warehouse.read_partition(i.key, i.partition(partition)).frame for i in spec.inputs}
+        inputs = {
+            i.name: warehouse.read_partition(i.key, _stored_as(warehouse, i, partition)).frame for i in spec.inputs
+        }
         return spec.propose(ProposalContext(spec.name, partition, inputs, context.log))
 
     @dg.asset(
@@ -86,6 +89,11 @@ def plain_assets(spec: AgentSpec) -> list[dg.AssetsDefinition]:
         return len(chosen)
 
     return [proposals, actions]
+
+
+def _stored_as(warehouse: SqlWarehouseResource, spec: AssetInput, partition: str) -> str | None:
+    """The run's partition of a partitioned input, None for a whole table (as the warehouse holds it)."""
+    return partition if warehouse.partition_record(spec.key, partition) is not None else None
 
 
 def step_seconds(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]:

@@ -40,7 +40,7 @@ from agent_assets.definitions import build_resources
 from checks.rule_kinds import ConcentrationLimit, Expression, RestrictedList, Threshold
 from checks.rules import Join
 from checks.supervisor import Supervisor
-from resources.action_targets import SqlBooksTarget
+from resources.action_targets import SqlBooksTarget, booked_actions
 from resources.settings import FoureyesSettings
 from resources.warehouse import versioned_output
 
@@ -250,6 +250,14 @@ def throughput(sizes: list[int], runs: int) -> list[dict]:
     return rows
 
 
+def _reference_asset(name: str, table: pd.DataFrame) -> dg.AssetsDefinition:
+    @dg.asset(name=name)
+    def reference() -> pd.DataFrame:
+        return table
+
+    return reference
+
+
 def materialisation(n: int, actions: float) -> dict:
     """One real materialisation on SQLite, step by step, and the supervisor's share of it."""
     refs = references()
@@ -260,6 +268,8 @@ def materialisation(n: int, actions: float) -> dict:
     def signals() -> dg.Output:
         return versioned_output(pd.DataFrame({"signal": [1.0]}))
 
+    reference_assets = [_reference_asset(name, table) for name, table in refs.items()]
+
     agent = define_agent(
         "bench",
         inputs=[AssetInput("bench_signals")],
@@ -267,20 +277,20 @@ def materialisation(n: int, actions: float) -> dict:
         proposals_schema=Trades,
         natural_key=["trade_ref"],
         rules=TEN_RULES,
-        references=[AssetInput(name, partitioned=False) for name in refs],
+        references=[AssetInput(name) for name in refs],
         partitions_def=partitions,
     )
     with tempfile.TemporaryDirectory() as home:
         settings = FoureyesSettings.from_env({"FOUREYES_HOME": home})
-        books = SqlBooksTarget(url=settings.warehouse_url, table="bench_books")
+        books = SqlBooksTarget(url=settings.warehouse_url, table="bench_books", actions=["buy", "sell"])
         resources = {**build_resources(settings), "books": books}  # the code location's own resources
         warehouse = resources["warehouse"]
-        for name, table in refs.items():
-            warehouse.write_partition(name, None, table)
-        started = time.perf_counter()
         instance = dg.DagsterInstance.ephemeral()
+        dg.materialize(reference_assets, resources=resources, instance=instance, run_config=QUIET)
+        started = time.perf_counter()
         result = dg.materialize(
-            [signals, *agent.assets, *agent.asset_checks],
+            [signals, *reference_assets, *agent.assets, *agent.asset_checks],
+            selection=[signals.key, *agent.assets[0].keys, *agent.assets[1].keys],
             partition_key="p",
             resources=resources,
             instance=instance,
@@ -296,7 +306,7 @@ def materialisation(n: int, actions: float) -> dict:
         started = time.perf_counter()
         supervisor.review(stored, refs)
         review = time.perf_counter() - started
-        executed = len(books.booked())
+        executed = len(booked_actions(settings.warehouse_url, "bench_books"))
     return {
         "proposals": n,
         "actions_executed": executed,

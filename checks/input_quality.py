@@ -1,9 +1,10 @@
-"""Input quality checks: asset checks on the data agents read, recorded in the quality ledger.
+"""Input quality checks: declarative asset checks on the data agents read.
 
 Each checked asset declares its assertions (completeness, missing or zero values, outliers,
 schema drift, freshness); one check op per asset evaluates them on the partition just
-written and records the verdict with the partition's version. The fallback resolver reads
-that ledger to decide whether to serve the partition or the last known good one.
+written. Dagster records the verdicts against that materialisation, and the fallback
+resolver reads them there — as it reads any other check — to decide whether to serve the
+partition or the last known good one.
 
 The checks are blocking with severity WARN: agents in the same run wait for the verdict, but
 a failed check never stops them — the agent runs on the last known good input instead.
@@ -17,11 +18,19 @@ import dagster as dg
 import pandas as pd
 
 from resources.asset_inputs import AssetInput
-from resources.control_plane import ControlPlaneResource
-from resources.partition_quality import Assertion
-from resources.warehouse import SqlWarehouseResource
+from resources.fallback import FallbackResource
 
 Test = Callable[[pd.DataFrame, str, Mapping[str, pd.DataFrame]], tuple[bool, str]]
+
+
+@dataclass(frozen=True)
+class Assertion:
+    """One quality assertion's outcome on one partition."""
+
+    assertion: str
+    success: bool
+    detail: str = ""
+    column: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,7 +71,7 @@ def assess(
 
 
 def input_quality_checks(quality: InputQuality, partitions_def: dg.PartitionsDefinition) -> dg.AssetChecksDefinition:
-    """The asset checks of one input asset, recording each partition's verdict in the ledger.
+    """The asset checks of one input asset, one blocking check (severity WARN) per assertion.
 
     Examples:
         .. code-block:: python
@@ -87,25 +96,22 @@ def input_quality_checks(quality: InputQuality, partitions_def: dg.PartitionsDef
     @dg.multi_asset_check(
         specs=specs,
         name=f"{quality.key.to_python_identifier()}_quality",
-        description=f"Input quality of {quality.asset}: recorded per partition for the fallback resolver.",
+        description=f"Input quality of {quality.asset}: each partition judged as it is written.",
     )
-    def _check(
-        context: dg.AssetCheckExecutionContext,
-        warehouse: SqlWarehouseResource,
-        control_plane: ControlPlaneResource,
-    ):
+    def _check(context: dg.AssetCheckExecutionContext, fallback: FallbackResource):
         partition = context.partition_key
-        stored = warehouse.read_partition(quality.key, partition)
-        refs = {r.name: warehouse.read_partition(r.key, r.partition(partition)).frame for r in quality.references}
-        outcomes = assess(quality, stored.frame, partition, refs)
-        control_plane.quality.record(quality.asset, partition, stored.record.version, outcomes, context.run.run_id)
+        checked = AssetInput(quality.asset, judged=False)
+        with fallback.server(context.op_execution_context) as inputs:
+            frame = inputs.load(checked, partition)
+            refs = {r.name: inputs.load(r, partition) for r in quality.references}
+        outcomes = assess(quality, frame, partition, refs)
         for outcome in outcomes:
             yield dg.AssetCheckResult(
                 check_name=outcome.assertion,
                 asset_key=quality.key,
                 passed=outcome.success,
                 severity=dg.AssetCheckSeverity.WARN,
-                metadata={"partition_version": stored.record.version, "detail": outcome.detail},
+                metadata={"detail": outcome.detail},
                 description=None if outcome.success else outcome.detail,
             )
 

@@ -4,7 +4,8 @@
 * ``expression``: a pandas expression over proposal and joined reference columns must hold
   (e.g. margin-call regulatory thresholds: ``call_amount >= csa_mta``).
 * ``restricted_list``: the proposal's key (one or more columns) must not appear in a
-  reference table (restricted instruments; sectors a client's policy excludes).
+  reference table (restricted instruments; sectors a client's policy excludes). Keys are
+  compared normalised (Unicode form, case, surrounding spaces), so ``"x9 "`` is ``X9``.
 * ``concentration``: after the proposed trades, each group's share of a portfolio (by issuer,
   sector, counterparty...) must stay under a limit — fixed, or per client from a table.
 * ``predicate``: any Python callable (Python API only).
@@ -15,6 +16,7 @@ Missing values never pass: a proposal the rule cannot judge is a proposal that b
 from __future__ import annotations
 
 import operator
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import ClassVar
@@ -22,7 +24,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from checks.rules import Join, References, Rule, RuleFinding
+from checks.rules import Join, References, Rule, RuleFinding, is_blank
 from resources.errors import AgentDefinitionError
 
 COMPARATORS: dict[str, Callable] = {
@@ -71,7 +73,11 @@ class Expression(Rule):
 
 @dataclass(frozen=True, kw_only=True)
 class RestrictedList(Rule):
-    """The proposal's ``columns`` must not match a row of the reference table ``reference``."""
+    """The proposal's ``columns`` must not match a row of the reference table ``reference``.
+
+    Both sides are compared normalised (``normalised_key``): a near-spelling of a listed key
+    is the listed key. A proposal missing any key value cannot be cleared, so it breaks the rule.
+    """
 
     kind: ClassVar[str] = "restricted_list"
     columns: tuple[str, ...]
@@ -80,10 +86,11 @@ class RestrictedList(Rule):
 
     def violations(self, proposals: pd.DataFrame, references: References) -> pd.Series:
         listed = references[self.reference][list(self.reference_columns or self.columns)]
-        if len(self.columns) == 1:
-            return proposals[self.columns[0]].isin(listed.iloc[:, 0])
-        keys = pd.MultiIndex.from_frame(proposals[list(self.columns)])
-        return pd.Series(keys.isin(pd.MultiIndex.from_frame(listed)), index=proposals.index)
+        proposed = proposals[list(self.columns)]
+        missing = proposed.map(is_blank).any(axis=1).to_numpy()
+        keys = pd.MultiIndex.from_frame(proposed.map(normalised_key))
+        banned = pd.MultiIndex.from_frame(listed.map(normalised_key))
+        return pd.Series(keys.isin(banned) | missing, index=proposals.index)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -155,6 +162,26 @@ class Predicate(Rule):
 
     def violations(self, proposals: pd.DataFrame, references: References) -> pd.Series:
         return pd.Series(np.asarray(self.test(proposals, references), dtype=bool), index=proposals.index)
+
+
+def normalised_key(value: object) -> object:
+    """A key as a person reads it: Unicode compatibility form, case folded, no surrounding space.
+
+    Examples:
+        >>> normalised_key(" x9 ") == normalised_key("X9") == normalised_key("Ｘ９")
+        True
+    """
+    if isinstance(value, str):
+        return unicodedata.normalize("NFKC", value).strip().casefold()
+    return value
+
+
+def _blank(value: object) -> bool:
+    return (
+        value is None
+        or (isinstance(value, float) and np.isnan(value))
+        or (isinstance(value, str) and not value.strip())
+    )
 
 
 RULE_KINDS: dict[str, type[Rule]] = {k.kind: k for k in (Threshold, Expression, RestrictedList, ConcentrationLimit)}

@@ -28,6 +28,13 @@ ERROR, WARN = "error", "warn"
 References = Mapping[str, pd.DataFrame]
 
 
+def is_blank(value: object) -> bool:
+    """A value no rule can judge: missing (None, NaN, NaT) or text with nothing but spaces."""
+    if isinstance(value, str):
+        return not value.strip()
+    return value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and np.isnan(value))
+
+
 @dataclass(frozen=True)
 class Join:
     """Look up reference columns for each proposal: ``table`` matched on ``on`` (proposal -> table column).

@@ -13,6 +13,7 @@ executor reads those, never the agent's own claims — and reports blocking chec
 A failed ERROR check stops the executor in the same run; each partition has its own verdict.
 """
 
+import math
 import uuid
 import warnings
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from collections.abc import Sequence
 import dagster as dg
 import pandas as pd
 
+from checks.integrity import INTEGRITY_RULES
 from checks.supervisor import BLOCK, HOLD, Supervision, Supervisor
 from checks.verdict_summary import summarise_decisions
 from resources.agent_runs import AgentRunRecord
@@ -27,14 +29,15 @@ from resources.agent_state import DEFAULT_LIVENESS, SUPERVISING, Liveness
 from resources.approvals import ApprovalRequest
 from resources.asset_inputs import AssetInput
 from resources.control_plane import ControlPlaneResource
-from resources.decision_log import APPROVED, PENDING, REJECTED, Decision, SupervisionRecord
+from resources.decision_log import APPROVED, FAILED, PENDING, REJECTED, Decision, SupervisionRecord
 from resources.errors import InputDataError
-from resources.fallback import FallbackResource
+from resources.fallback import InputServer
 from resources.json_values import json_records
 from resources.markdown import markdown_table
 from resources.outbox import OutboxEntry
+from resources.principals import agent_principal
 from resources.receipts import idempotency_key
-from resources.warehouse import SqlWarehouseResource
+from resources.redaction import scrub
 
 SCHEMA_CHECK = "proposals_schema"
 RULES_CHECK = "business_rules"
@@ -77,26 +80,29 @@ def supervision_checks(
         specs=specs,
         name=f"{agent}_supervisor",
         description=f"Supervisor of {agent}: one verdict per proposal, written to the decision log.",
+        required_resource_keys={"warehouse", "control_plane", "fallback", target},
     )
-    def _supervise(
-        context: dg.AssetCheckExecutionContext,
-        warehouse: SqlWarehouseResource,
-        control_plane: ControlPlaneResource,
-        fallback: FallbackResource,
-    ):
+    def _supervise(context: dg.AssetCheckExecutionContext):
         partition = context.partition_key if partitions_def is not None else None
+        control_plane: ControlPlaneResource = context.resources.control_plane
         with control_plane.state.tracking(
             agent, partition or "", SUPERVISING, run_id=context.run.run_id, liveness=liveness
         ):
-            results = _supervised(context, partition, warehouse, control_plane, fallback)
+            stored = context.resources.warehouse.read_partition(proposals_key, partition)
+            try:
+                results = _supervised(context, partition, stored)
+            except Exception as exc:  # a supervision that breaks is recorded as failed, and blocks
+                results = _failed(context, partition, stored.record.version, exc)
         yield from results
 
-    def _supervised(context, partition, warehouse, control_plane, fallback) -> list[dg.AssetCheckResult]:
-        stored = warehouse.read_partition(proposals_key, partition)
+    def _supervised(context, partition, stored) -> list[dg.AssetCheckResult]:
+        control_plane = context.resources.control_plane
         proposals = stored.frame
         agent_run = control_plane.agent_runs.latest(agent, partition or "", stored.record.version)
-        refs = _references_as_served(fallback, references, partition, agent_run)
-        supervision = supervisor.review(proposals, refs)
+        with context.resources.fallback.server(context.op_execution_context) as inputs:
+            refs = _references_as_served(inputs, references, partition, agent_run)
+        accepted = getattr(context.resources, target).actions
+        supervision = supervisor.review(proposals, refs, accepted_actions=accepted)
         record = SupervisionRecord(
             supervision_id=uuid.uuid4().hex,
             agent=agent,
@@ -107,7 +113,7 @@ def supervision_checks(
             counts=_counts(proposals, supervision),
             run_id=context.run.run_id,
         )
-        proposer = context.run.tags.get(REQUESTED_BY_TAG, f"agent:{agent}")
+        proposer = context.run.tags.get(REQUESTED_BY_TAG, agent_principal(agent))
         decisions = _decisions(record, proposals, supervision, agent_run)
         control_plane.decision_log.record(
             decisions,
@@ -130,11 +136,39 @@ def supervision_checks(
             results.append(_approval_result(proposals_key, supervision, common))
         return results
 
+    def _failed(context, partition, version: str, exc: Exception) -> list[dg.AssetCheckResult]:
+        why = f"supervision failed ({type(exc).__name__}: {scrub(exc)[:500]}): nothing of this version executes"
+        context.log.error(f"{agent} {partition}: {why}")
+        record = SupervisionRecord(
+            supervision_id=uuid.uuid4().hex,
+            agent=agent,
+            partition=partition or "",
+            proposals_version=version,
+            blocked=True,
+            block_reason=why,
+            counts={},
+            run_id=context.run.run_id,
+            status=FAILED,
+        )
+        context.resources.control_plane.decision_log.record([], supervision=record)
+        metadata = {"proposals_version": version, "supervision_id": record.supervision_id, "failure": why}
+        return [
+            dg.AssetCheckResult(
+                check_name=spec.name,
+                asset_key=proposals_key,
+                passed=False,
+                severity=dg.AssetCheckSeverity.ERROR,
+                metadata=metadata,
+                description=why,
+            )
+            for spec in specs
+        ]
+
     return _supervise
 
 
 def _references_as_served(
-    fallback: FallbackResource,
+    inputs: InputServer,
     references: Sequence[AssetInput],
     partition: str | None,
     agent_run: AgentRunRecord | None,
@@ -148,9 +182,9 @@ def _references_as_served(
     frames = {}
     for ref in references:
         if ref.asset in served:
-            frames[ref.name] = fallback.warehouse.read_partition(ref.key, served[ref.asset]).frame
+            frames[ref.name] = inputs.load(ref, served[ref.asset])
             continue
-        resolved = fallback.serve(ref, ref.partition(partition))
+        resolved = inputs.serve(ref, partition)
         if resolved.frame is None:
             raise InputDataError(f"the supervisor cannot read {ref.asset}: {resolved.describe()}")
         frames[ref.name] = resolved.frame
@@ -232,7 +266,11 @@ def _schema_result(key: dg.AssetKey, supervision: Supervision, common: dict) -> 
 
 
 def _rules_result(key, supervision: Supervision, common, severity, proposals, verdicts: str) -> dg.AssetCheckResult:
-    metadata: dict[str, object] = {**common, "verdicts": dg.MetadataValue.md(verdicts)}
+    metadata: dict[str, object] = {
+        **common,
+        "verdicts": dg.MetadataValue.md(verdicts),
+        **{f"rule/{rule_id}": n for rule_id, n in supervision.integrity.items()},
+    }
     if supervision.rules is None:
         metadata["skipped"] = "schema failed: rules were not evaluated"
         return dg.AssetCheckResult(
@@ -243,12 +281,14 @@ def _rules_result(key, supervision: Supervision, common, severity, proposals, ve
             metadata=metadata,
             description="not evaluated: the proposals table failed its schema",
         )
-    counts = supervision.rules.counts()
+    counts = {**supervision.integrity, **supervision.rules.counts()}
     metadata |= {f"rule/{rule_id}": n for rule_id, n in counts.items()}
     sample = _sample(supervision.findings, proposals, set(counts))
     if sample:
         metadata["failure_sample"] = dg.MetadataValue.md(sample)
-    rejected_by_rules = int(supervision.rules.rejected().sum())
+    findings = supervision.findings
+    broken = proposals.index.isin(findings.loc[findings["rule"].isin(INTEGRITY_RULES), "position"])
+    rejected_by_rules = int((supervision.rules.rejected().to_numpy() | broken).sum())
     blocked = supervision.blocked
     return dg.AssetCheckResult(
         check_name=RULES_CHECK,
@@ -314,9 +354,7 @@ def _decisions(
                 action=str(proposal.get("action") or "unknown"),
                 proposal=proposal,
                 rationale=str(proposal.get("rationale") or ""),
-                confidence=confidence
-                if isinstance(confidence, int | float) and not isinstance(confidence, bool)
-                else None,
+                confidence=_finite_number(confidence),
                 verdict=str(verdict),
                 reasons=reasons.get(position, ()),
                 run_id=record.run_id,
@@ -326,6 +364,12 @@ def _decisions(
             )
         )
     return decisions
+
+
+def _finite_number(value: object) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
 
 
 def _approved_actions(decisions: list[Decision], target: str) -> list[OutboxEntry]:

@@ -3,6 +3,8 @@
 "Never let an agent be its own judge." The supervisor sees the proposals and reference data
 and decides each proposal, in this order:
 
+0. integrity (``checks.integrity``) — finite numbers, one proposal per natural key, an action
+   the target accepts — whatever the schema says; a proposal that breaks it is rejected;
 1. the pandera schema — a table that fails it is rejected whole (the batch is blocked);
 2. the business rules — an ``error`` finding rejects the proposal, a ``warn`` is recorded;
 3. the reviewers — second agents that may veto a proposal, with a reason;
@@ -16,13 +18,14 @@ Everything is vectorised over the table; only the findings are turned into messa
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
 from checks.approval_policy import ApprovalPolicy
+from checks.integrity import HOLD, INTEGRITY_RULES, integrity_findings
 from checks.proposal_schema import ProposalsSchema, SchemaReport, validate_proposals
 from checks.reviewer import Reviewer
 from checks.rules import ERROR, References, Rule, RuleReport, evaluate
@@ -32,7 +35,6 @@ from resources.errors import AgentDefinitionError
 DROP, BLOCK = "drop", "block"
 SCHEMA_RULE = "proposals_schema"
 BATCH_BLOCKED = "batch_blocked"
-HOLD = "hold"
 MACHINERY_COLUMNS = ("tier", "served_inputs")  # added to every proposals table by foureyes
 APPROVAL_SEVERITY = "approval"
 FINDING_COLUMNS = ["position", "rule", "severity", "message"]
@@ -50,6 +52,7 @@ class Supervision:
     required_approvals: pd.Series
     blocked: bool
     block_reason: str = ""
+    integrity: Mapping[str, int] = field(default_factory=dict)
 
     def count(self, verdict: str) -> int:
         return int((self.verdicts == verdict).sum())
@@ -80,6 +83,7 @@ class Supervisor:
     """
 
     schema: ProposalsSchema
+    natural_key: Sequence[str] = ()
     rules: Sequence[Rule] = field(default_factory=tuple)
     reviewers: Sequence[Reviewer] = field(default_factory=tuple)
     approval: ApprovalPolicy | None = None
@@ -91,17 +95,30 @@ class Supervisor:
         ids = [r.id for r in self.rules] + [r.id for r in self.reviewers]
         if len(ids) != len(set(ids)):
             raise AgentDefinitionError(f"rule and reviewer ids must be unique; got {ids}")
+        reserved = sorted(set(ids) & {*INTEGRITY_RULES, SCHEMA_RULE, BATCH_BLOCKED})
+        if reserved:
+            raise AgentDefinitionError(f"rule ids {reserved} are foureyes' own; name your rules otherwise")
 
-    def review(self, proposals: pd.DataFrame, references: References | None = None) -> Supervision:
+    def review(
+        self,
+        proposals: pd.DataFrame,
+        references: References | None = None,
+        accepted_actions: Collection[str] | None = None,
+    ) -> Supervision:
+        """Judge every proposal; ``accepted_actions`` are what the agent's target declares it carries out."""
         references = references or {}
+        integrity = integrity_findings(proposals, self.natural_key, accepted_actions, MACHINERY_COLUMNS)
+        broken = proposals.index.isin(integrity["position"])
+        integrity_counts = integrity["rule"].value_counts().to_dict()
         agent_columns = proposals.drop(columns=[c for c in MACHINERY_COLUMNS if c in proposals.columns])
         schema = validate_proposals(self.schema, agent_columns)
         no_approvals = pd.Series(0, index=proposals.index)
         if not schema.passed:
-            return self._schema_blocked(proposals, schema, no_approvals)
+            blocked = self._schema_blocked(proposals, schema, no_approvals)
+            return replace(blocked, findings=_concat([integrity, blocked.findings]), integrity=integrity_counts)
         rules = evaluate(self.rules, proposals, references)
-        rejected = rules.rejected().to_numpy().copy()
-        findings = [rules.findings()]
+        rejected = rules.rejected().to_numpy() | broken
+        findings = [integrity, rules.findings()]
         vetoes = {}
         for reviewer in self.reviewers:
             review = reviewer.safely_review(proposals, references)
@@ -112,7 +129,8 @@ class Supervisor:
             findings.append(_findings(hits, reviewer.id, ERROR, review.reasons[vetoed].tolist()))
         findings_frame = _concat(findings)
         if self.on_rejection == BLOCK and rejected.any():
-            return self._rule_blocked(proposals, schema, rules, vetoes, findings_frame, rejected, no_approvals)
+            blocked = self._rule_blocked(proposals, schema, rules, vetoes, findings_frame, rejected, no_approvals)
+            return replace(blocked, integrity=integrity_counts)
         required = self._required_approvals(proposals, rejected)
         pending = required.to_numpy() > 0
         verdicts = np.where(rejected, REJECTED, np.where(pending, PENDING, APPROVED))
@@ -129,7 +147,14 @@ class Supervisor:
                 ]
             )
         return Supervision(
-            pd.Series(verdicts, index=proposals.index), findings_frame, schema, rules, vetoes, required, False
+            pd.Series(verdicts, index=proposals.index),
+            findings_frame,
+            schema,
+            rules,
+            vetoes,
+            required,
+            False,
+            integrity=integrity_counts,
         )
 
     def _required_approvals(self, proposals: pd.DataFrame, rejected: np.ndarray) -> pd.Series:

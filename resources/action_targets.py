@@ -1,11 +1,15 @@
 """Executor targets: where approved actions land.
 
-The contract is small. A target is a Dagster resource with a ``kind`` and one method,
-``execute(action)``, which must be idempotent on ``action.idempotency_key``: given the same
-key twice it acts once and reports the second call as a duplicate. The executor claims a
-receipt before calling it and confirms the receipt after, so together they give at-most-once
-execution even across crashes and concurrent runs. ``dataset`` names what the target writes,
-for lineage.
+The contract is small. A target is a Dagster resource with a ``kind``, the ``actions`` it
+carries out (the supervisor rejects any other action, whatever the agent's schema allows),
+and one method, ``execute(action)``. ``dataset`` names what the target writes, for lineage.
+
+At most once does not rest on the far side. A delivery is retried automatically only when
+it certainly did not arrive (the connection was refused), or when the target
+``deduplicates`` — acts once per idempotency key, however often it is sent. Any other
+delivery that may have arrived without a confirmation (a timeout, a dropped connection, a
+5xx, a crash before the receipt was written) is put *in doubt*, for a human to settle
+(``foureyes outbox``), never sent again on its own.
 
 ``SqlBooksTarget`` writes actions into a table of a SQL database ("the books") whose primary
 key is the idempotency key.
@@ -21,7 +25,7 @@ from typing import ClassVar
 
 import dagster as dg
 import sqlalchemy as sa
-from pydantic import Field
+from pydantic import Field, field_validator
 from sqlalchemy.dialects import postgresql, sqlite
 
 from resources.engine import engine_for, write_transaction
@@ -52,9 +56,21 @@ class TargetResult:
 
 
 class ActionTarget(dg.ConfigurableResource):
-    """Base of executor targets. Subclasses set ``kind`` and implement ``execute`` and ``dataset``."""
+    """Base of executor targets. Subclasses set ``kind`` and implement ``execute`` and ``dataset``.
+
+    ``execute`` raises ``TargetRefusedError`` for a refusal (never retried on its own) and
+    ``TargetUnavailableError`` otherwise, saying whether the action may have been ``sent``.
+    """
 
     kind: ClassVar[str] = "abstract"
+    actions: list[str] = Field(
+        description="The actions this target carries out; the supervisor rejects any other ('hold' is never sent)."
+    )
+
+    @property
+    def deduplicates(self) -> bool:
+        """Whether the far side acts once per idempotency key, so an unconfirmed delivery may be sent again."""
+        return False
 
     def execute(self, action: Action) -> TargetResult:
         raise NotImplementedError
@@ -69,15 +85,17 @@ class SqlBooksTarget(ActionTarget):
     Examples:
         .. code-block:: python
 
-            defs = dg.Definitions(
-                assets=[...],
-                resources={"books": SqlBooksTarget(url="postgresql+psycopg://db/books")},
-            )
+            books = SqlBooksTarget(url="sqlite:////tmp/books.db", table="orders", actions=["buy", "sell"])
+            defs = dg.Definitions(resources={"books": books})
     """
 
     kind: ClassVar[str] = "sql_books"
     url: str = Field(description="SQLAlchemy URL of the books database.")
     table: str = Field(default="risk_actions", description="Table the actions are written to.")
+
+    @property
+    def deduplicates(self) -> bool:
+        return True  # the idempotency key is the table's primary key
 
     def execute(self, action: Action) -> TargetResult:
         books = _books_table(self.table)
@@ -112,14 +130,25 @@ class SqlBooksTarget(ActionTarget):
         name = SqlWarehouseResource(url=self.url).dataset_name(self.table)
         return LineageDataset(namespace=name.namespace, name=name.name)
 
-    def booked(self) -> list[dict[str, object]]:
-        """Every row in the books, oldest first (for operators and tests)."""
-        engine = engine_for(self.url)
-        books = _books_table(self.table)
-        with engine.connect() as conn:
-            if not sa.inspect(conn).has_table(self.table):
-                return []
-            return [dict(r._mapping) for r in conn.execute(sa.select(books).order_by(books.c.booked_at))]
+    @field_validator("actions", mode="before")
+    @classmethod
+    def _actions_declared(cls, value: object) -> object:
+        if value is None:
+            raise ValueError(
+                "declare the actions this target carries out, e.g. actions=['buy', 'sell']: "
+                "the supervisor rejects any other"
+            )
+        return value
+
+
+def booked_actions(url: str, table: str) -> list[dict[str, object]]:
+    """Every row of a books table, oldest first (for operators and tests)."""
+    engine = engine_for(url)
+    books = _books_table(table)
+    with engine.connect() as conn:
+        if not sa.inspect(conn).has_table(table):
+            return []
+        return [dict(r._mapping) for r in conn.execute(sa.select(books).order_by(books.c.booked_at))]
 
 
 _BOOKS = SchemaMemory()

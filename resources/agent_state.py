@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from resources.control_schema import heartbeats
 from resources.engine import as_utc, write_transaction
+from resources.redaction import scrub
 
 IDLE, LOADING, PROPOSING, SUPERVISING, EXECUTING = "idle", "loading_inputs", "proposing", "supervising", "executing"
 PHASES = (IDLE, LOADING, PROPOSING, SUPERVISING, EXECUTING)
@@ -128,7 +129,7 @@ class AgentStateBook:
         try:
             yield tracker
         except BaseException as exc:
-            outcome = f"failed: {type(exc).__name__}: {str(exc)[:300]}"
+            outcome = f"failed: {type(exc).__name__}: {scrub(exc)[:300]}"
             raise
         finally:
             stop.set()

@@ -1,4 +1,4 @@
-"""Alerts raised by the operations sensors: a stuck agent, a failed run.
+"""Alerts raised by the operations sensors and the executor: a stuck agent, a failed run, an action in doubt.
 
 They are kept in the control plane so that ``foureyes status`` shows what went wrong overnight
 next to what every agent is doing now, whatever else the Dagster instance notifies.
@@ -13,8 +13,9 @@ import sqlalchemy as sa
 
 from resources.control_schema import alerts
 from resources.engine import as_utc, write_transaction
+from resources.redaction import scrub
 
-STUCK_AGENT, RUN_FAILED = "stuck_agent", "run_failed"
+STUCK_AGENT, RUN_FAILED, ACTION_IN_DOUBT = "stuck_agent", "run_failed", "action_in_doubt"
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class AlertBook:
         self._engine = engine
 
     def raise_alert(self, kind: str, subject: str, message: str, run_id: str | None = None) -> Alert:
-        alert = Alert(kind, subject, message[:4000], run_id, dt.datetime.now(dt.UTC))
+        alert = Alert(kind, subject, scrub(message)[:4000], run_id, dt.datetime.now(dt.UTC))
         with write_transaction(self._engine) as conn:
             conn.execute(
                 alerts.insert().values(

@@ -1,10 +1,11 @@
 """Human approvals: the four-eyes record of who approved what, when and why.
 
 A proposal the approval policy catches is *pending*: it executes only after enough distinct
-approvers (one, or two above the four-eyes limit) said yes — none of them its proposer —
-and before its deadline. One "no" rejects it. An approval nobody decides in time expires to
-the safe default, rejected, and the expiry is recorded like any other decision (by
-``system``). Every vote is kept, append-only, with its author, time and reason.
+approvers (one, or two above the four-eyes limit) said yes — none of them its proposer and
+no agent, however spelled (``resources.principals``) — and before its deadline. One "no"
+rejects it. An approval nobody decides in time expires to the safe default, rejected, and
+the expiry is recorded like any other decision (by ``system``). Every vote is kept,
+append-only, with its author, the operating-system account that cast it, its time and reason.
 """
 
 from __future__ import annotations
@@ -18,17 +19,12 @@ import sqlalchemy as sa
 
 from resources.control_schema import approval_votes, approvals
 from resources.engine import as_utc, write_transaction
-from resources.errors import FoureyesError
 from resources.outbox import Outbox, OutboxEntry
+from resources.principals import SYSTEM, ApprovalError, check_voter, identity_key, principal
 from resources.receipts import idempotency_key
 
 PENDING, APPROVED, REJECTED, EXPIRED = "pending", "approved", "rejected", "expired"
 APPROVE, REJECT = "approve", "reject"
-SYSTEM = "system"
-
-
-class ApprovalError(FoureyesError):
-    """An approval decision that is not allowed (self-approval, twice, too late, unknown id)."""
 
 
 def approval_id(agent: str, partition: str, proposal_id: str, proposals_version: str) -> str:
@@ -63,6 +59,7 @@ class Vote:
     decision: str
     reason: str
     voted_at: dt.datetime
+    os_user: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,10 +78,16 @@ class Approval:
     expires_at: dt.datetime
     decided_at: dt.datetime | None
     votes: tuple[Vote, ...] = ()
+    action: str = ""
 
     @property
     def approvers(self) -> list[str]:
         return [v.approver for v in self.votes if v.decision == APPROVE]
+
+    @property
+    def idempotency_key(self) -> str:
+        """The key of the action this approval would queue."""
+        return idempotency_key(self.agent, self.partition, self.proposal_id, self.action)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -102,7 +105,13 @@ class Approval:
             "expires_at": self.expires_at.isoformat(),
             "decided_at": self.decided_at.isoformat() if self.decided_at else None,
             "votes": [
-                {"by": v.approver, "decision": v.decision, "reason": v.reason, "at": v.voted_at.isoformat()}
+                {
+                    "by": v.approver,
+                    "os_user": v.os_user,
+                    "decision": v.decision,
+                    "reason": v.reason,
+                    "at": v.voted_at.isoformat(),
+                }
                 for v in self.votes
             ],
         }
@@ -136,7 +145,7 @@ class ApprovalBook:
                         "proposals_version": r.proposals_version,
                         "policy": r.policy,
                         "required": r.required,
-                        "proposer": r.proposer,
+                        "proposer": principal(r.proposer),
                         "summary": r.summary,
                         "action": r.action,
                         "target": r.target,
@@ -151,43 +160,64 @@ class ApprovalBook:
             )
         return len(new)
 
-    def decide(self, approval: str, *, by: str, decision: str, reason: str, now: dt.datetime | None = None) -> Approval:
-        """Record one approver's vote and settle the approval when it is decided."""
+    def decide(
+        self,
+        approval: str,
+        *,
+        by: str,
+        decision: str,
+        reason: str,
+        os_user: str | None = None,
+        now: dt.datetime | None = None,
+    ) -> Approval:
+        """Record one approver's vote and settle the approval when it is decided.
+
+        ``by`` is compared as a normalised principal (``resources.principals``); ``os_user``
+        is the operating-system account that cast the vote, kept with it for the audit.
+        """
         if decision not in (APPROVE, REJECT):
             raise ApprovalError(f"decision {decision!r} is not one of 'approve', 'reject'")
-        by = by.strip()
-        if not by or by == SYSTEM:
-            raise ApprovalError(f"an approver must be named (got {by!r})")
         if not reason.strip():
             raise ApprovalError("a reason is required for every approval decision")
         now = now or dt.datetime.now(dt.UTC)
         with write_transaction(self._engine) as conn:
             found = self._locked(conn, approval)
-            if found.status != PENDING:
-                raise ApprovalError(
-                    f"approval {found.approval_id} is already {found.status}"
-                    + (f" (decided {found.decided_at:%Y-%m-%d %H:%M}Z)" if found.decided_at else "")
-                )
+            if found.status != PENDING:  # settled, so decided_at is set (``_settle`` sets both)
+                decided = f"{found.decided_at:%Y-%m-%d %H:%M}Z"
+                raise ApprovalError(f"approval {found.approval_id} is already {found.status} (decided {decided})")
+            voter = check_voter(by, proposer=found.proposer, agents={found.agent, *self._agents(conn)})
             expired = now >= found.expires_at
             if expired:  # recorded, then refused below once the transaction has committed
                 self._expire(conn, found, now)
             else:
-                self._vote(conn, found, by=by, decision=decision, reason=reason, now=now)
+                self._vote(conn, found, by=voter, decision=decision, reason=reason, os_user=os_user, now=now)
                 return self._load(conn, found.approval_id)
         raise ApprovalError(
             f"approval {found.approval_id} expired at {found.expires_at:%Y-%m-%d %H:%M}Z: rejected by default"
         )
 
     def _vote(
-        self, conn: sa.Connection, found: Approval, *, by: str, decision: str, reason: str, now: dt.datetime
+        self,
+        conn: sa.Connection,
+        found: Approval,
+        *,
+        by: str,
+        decision: str,
+        reason: str,
+        os_user: str | None,
+        now: dt.datetime,
     ) -> None:
-        if by in (found.proposer, f"agent:{found.agent}"):
-            raise ApprovalError(f"{by} proposed {found.proposal_id} and cannot approve or reject it")
-        if by in {v.approver for v in found.votes}:
+        if identity_key(by) in {identity_key(v.approver) for v in found.votes}:
             raise ApprovalError(f"{by} already voted on approval {found.approval_id}; a second approver must differ")
         conn.execute(
             approval_votes.insert().values(
-                approval_id=found.approval_id, approver=by, decision=decision, reason=reason, voted_at=now
+                approval_id=found.approval_id,
+                approver=by,
+                approver_key=identity_key(by),
+                os_user=os_user,
+                decision=decision,
+                reason=reason,
+                voted_at=now,
             )
         )
         if decision == REJECT:
@@ -195,6 +225,10 @@ class ApprovalBook:
         elif len(found.approvers) + 1 >= found.required:
             self._settle(conn, found, APPROVED, now)
             self._queue_action(conn, found.approval_id)
+
+    def _agents(self, conn: sa.Connection) -> set[str]:
+        """Every agent that ever asked this store for an approval: none of them may vote."""
+        return set(conn.execute(sa.select(approvals.c.agent).distinct()).scalars())
 
     def _queue_action(self, conn: sa.Connection, approval: str) -> None:
         """A granted approval queues its action in the same transaction (the outbox pattern)."""
@@ -219,19 +253,12 @@ class ApprovalBook:
     def expire_overdue(self, now: dt.datetime | None = None) -> list[Approval]:
         """Expire every pending approval past its deadline (rejected by default, recorded)."""
         now = now or dt.datetime.now(dt.UTC)
+        overdue_query = sa.select(approvals).where(approvals.c.status == PENDING, approvals.c.expires_at <= now)
         with write_transaction(self._engine) as conn:
-            overdue = (
-                conn.execute(
-                    sa.select(approvals.c.approval_id).where(
-                        approvals.c.status == PENDING, approvals.c.expires_at <= now
-                    )
-                )
-                .scalars()
-                .all()
-            )
+            overdue = self._loaded(conn, overdue_query)
             for approval in overdue:
-                self._expire(conn, self._load(conn, approval), now)
-            return [self._load(conn, a) for a in overdue]
+                self._expire(conn, approval, now)
+            return self._loaded(conn, _by_ids([a.approval_id for a in overdue]))
 
     def get(self, approval: str) -> Approval:
         with self._engine.connect() as conn:
@@ -240,7 +267,7 @@ class ApprovalBook:
     def find(
         self, *, status: str | None = None, agent: str | None = None, partition: str | None = None
     ) -> list[Approval]:
-        query = sa.select(approvals.c.approval_id).order_by(approvals.c.requested_at, approvals.c.approval_id)
+        query = sa.select(approvals).order_by(approvals.c.requested_at, approvals.c.approval_id)
         if status:
             query = query.where(approvals.c.status == status)
         if agent:
@@ -248,39 +275,28 @@ class ApprovalBook:
         if partition:
             query = query.where(approvals.c.partition_key == partition)
         with self._engine.connect() as conn:
-            return [self._load(conn, a) for a in conn.execute(query).scalars().all()]
+            return self._loaded(conn, query)
 
     def for_version(self, agent: str, partition: str, proposals_version: str) -> dict[str, Approval]:
         """The approvals of one proposals version, by proposal id."""
+        query = sa.select(approvals).where(
+            approvals.c.agent == agent,
+            approvals.c.partition_key == partition,
+            approvals.c.proposals_version == proposals_version,
+        )
         with self._engine.connect() as conn:
-            ids = (
-                conn.execute(
-                    sa.select(approvals.c.approval_id).where(
-                        approvals.c.agent == agent,
-                        approvals.c.partition_key == partition,
-                        approvals.c.proposals_version == proposals_version,
-                    )
-                )
-                .scalars()
-                .all()
-            )
-            found = [self._load(conn, a) for a in ids]
-        return {a.proposal_id: a for a in found}
+            return {a.proposal_id: a for a in self._loaded(conn, query)}
 
     def decided_after(self, cursor: float) -> list[Approval]:
         """Approvals settled after ``cursor`` (a UTC timestamp), oldest first: what the sensor acts on."""
         since = dt.datetime.fromtimestamp(cursor, dt.UTC)
+        query = (
+            sa.select(approvals)
+            .where(approvals.c.decided_at > since)
+            .order_by(approvals.c.decided_at, approvals.c.approval_id)
+        )
         with self._engine.connect() as conn:
-            ids = (
-                conn.execute(
-                    sa.select(approvals.c.approval_id)
-                    .where(approvals.c.decided_at > since)
-                    .order_by(approvals.c.decided_at, approvals.c.approval_id)
-                )
-                .scalars()
-                .all()
-            )
-            return [self._load(conn, a) for a in ids]
+            return self._loaded(conn, query)
 
     # -- internals -------------------------------------------------------------------------
 
@@ -289,6 +305,7 @@ class ApprovalBook:
             approval_votes.insert().values(
                 approval_id=found.approval_id,
                 approver=SYSTEM,
+                approver_key=identity_key(SYSTEM),
                 decision=REJECT,
                 reason=f"expired undecided at {found.expires_at:%Y-%m-%d %H:%M}Z: rejected by default",
                 voted_at=now,
@@ -327,23 +344,41 @@ class ApprovalBook:
         return matches[0]
 
     def _load(self, conn: sa.Connection, approval: str) -> Approval:
-        row = conn.execute(sa.select(approvals).where(approvals.c.approval_id == approval)).one()
-        votes = conn.execute(
-            sa.select(approval_votes).where(approval_votes.c.approval_id == approval).order_by(approval_votes.c.id)
-        ).all()
-        return Approval(
-            approval_id=row.approval_id,
-            agent=row.agent,
-            partition=row.partition_key,
-            proposal_id=row.proposal_id,
-            proposals_version=row.proposals_version,
-            policy=row.policy,
-            required=row.required,
-            proposer=row.proposer,
-            summary=row.summary,
-            status=row.status,
-            requested_at=as_utc(row.requested_at),
-            expires_at=as_utc(row.expires_at),
-            decided_at=as_utc(row.decided_at),
-            votes=tuple(Vote(v.approver, v.decision, v.reason, as_utc(v.voted_at)) for v in votes),
-        )
+        (found,) = self._loaded(conn, _by_ids([approval]))
+        return found
+
+    def _loaded(self, conn: sa.Connection, query: sa.Select) -> list[Approval]:
+        """The approvals a query selects, with their votes: two statements, however many there are."""
+        rows = conn.execute(query).all()
+        votes: dict[str, list[Vote]] = {r.approval_id: [] for r in rows}
+        if rows:
+            for v in conn.execute(
+                sa.select(approval_votes)
+                .where(approval_votes.c.approval_id.in_(list(votes)))
+                .order_by(approval_votes.c.id)
+            ):
+                votes[v.approval_id].append(Vote(v.approver, v.decision, v.reason, as_utc(v.voted_at), v.os_user))
+        return [
+            Approval(
+                approval_id=row.approval_id,
+                agent=row.agent,
+                partition=row.partition_key,
+                proposal_id=row.proposal_id,
+                proposals_version=row.proposals_version,
+                policy=row.policy,
+                required=row.required,
+                proposer=row.proposer,
+                summary=row.summary,
+                status=row.status,
+                requested_at=as_utc(row.requested_at),
+                expires_at=as_utc(row.expires_at),
+                decided_at=as_utc(row.decided_at),
+                votes=tuple(votes[row.approval_id]),
+                action=row.action,
+            )
+            for row in rows
+        ]
+
+
+def _by_ids(ids: list[str]) -> sa.Select:
+    return sa.select(approvals).where(approvals.c.approval_id.in_(ids)).order_by(approvals.c.approval_id)

@@ -1,4 +1,4 @@
-"""What a step reads: an asset, at the run's partition or (unpartitioned) as a whole table."""
+"""What a step reads: any asset of the code location, at the run's partition or as a whole."""
 
 from __future__ import annotations
 
@@ -14,21 +14,22 @@ from resources.errors import InputDataError
 class AssetInput:
     """An asset read by an agent, a supervisor or a reviewer, by the name it is given there.
 
-    ``quality_checked`` inputs are only served if their partition passed its input quality
-    checks; otherwise the last known good partition is served, flagged stale, up to
-    ``max_staleness`` business days old (past that, the input is unusable).
+    Any asset of the code location will do, stored by any IO manager. A partitioned input
+    is read at the step's partition; when that partition is missing or a blocking check
+    failed on its current materialisation (``judged``, the default), the last known good
+    partition is served instead, flagged stale, up to ``max_staleness`` partitions old
+    (past that, the input is unusable). An unpartitioned input is read whole.
 
     Examples:
-        >>> AssetInput("market_prices").name
+        >>> AssetInput("market_prices", max_staleness=2).name
         'market_prices'
-        >>> AssetInput("reference/portfolios", partitioned=False).name
+        >>> AssetInput("reference/portfolios").name
         'portfolios'
     """
 
     asset: str
-    partitioned: bool = True
-    quality_checked: bool = False
     max_staleness: int = 3
+    judged: bool = True
 
     @property
     def key(self) -> dg.AssetKey:
@@ -37,9 +38,6 @@ class AssetInput:
     @property
     def name(self) -> str:
         return self.key.path[-1]
-
-    def partition(self, run_partition: str | None) -> str | None:
-        return run_partition if self.partitioned else None
 
 
 def require_columns(frame: pd.DataFrame, input_name: str, columns: list[str]) -> None:

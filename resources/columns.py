@@ -65,6 +65,47 @@ def stored_columns(frame: pd.DataFrame) -> list[StoredColumn]:
     return columns
 
 
+def storable_frame(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The frame with each column the warehouse cannot store faithfully turned into text, and why.
+
+    What an agent returns is stored whatever it holds (mixed types, NUL characters, objects),
+    so that the supervisor judges it as it was: its schema then rejects a text column where it
+    wanted numbers. Nothing an agent proposes can stop the step that stores it.
+    """
+    notes, converted = [], {}
+    for name in frame.columns:
+        try:
+            (spec,) = stored_columns(frame[[name]])
+            if spec.kind == TEXT:
+                _refuse_unencodable(spec.name, frame[name])
+        except UnsupportedDtypeError as exc:
+            converted[name] = _as_text(frame[name])
+            notes.append(f"{name} stored as text ({exc})")
+    if not converted:
+        return frame, notes
+    out = frame.copy()
+    for name, values in converted.items():
+        out[name] = values
+    return out, notes
+
+
+def _as_text(col: pd.Series) -> pd.Series:
+    def text(value: object) -> str | None:
+        if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA or value is pd.NaT:
+            return None
+        shown = str(value).replace("\x00", "\\x00")
+        return shown.encode("utf-8", "backslashreplace").decode("utf-8")
+
+    return pd.Series([text(v) for v in col.astype(object).tolist()], index=col.index, dtype=object)
+
+
+def _refuse_unencodable(name: str, col: pd.Series) -> None:
+    try:
+        "".join(col.dropna().astype(str)).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UnsupportedDtypeError(f"column '{name}' has text that is not valid Unicode ({exc.reason})") from None
+
+
 def _refuse_nul(name: str, col: pd.Series) -> None:
     """PostgreSQL text cannot hold NUL; refuse it everywhere so SQLite and PostgreSQL agree.
 

@@ -19,12 +19,12 @@ from resources.agent_state import AgentStateBook
 from resources.alerts import AlertBook
 from resources.approvals import ApprovalBook
 from resources.decision_log import DecisionLog
-from resources.engine import engine_for, is_postgres, write_transaction
+from resources.engine import engine_for, is_postgres, reaching, write_transaction
 from resources.errors import ControlPlaneError
 from resources.lineage_store import LineageStore
 from resources.outbox import Outbox
-from resources.partition_quality import QualityLedger
 from resources.receipts import ReceiptBook
+from resources.redaction import redact_url
 from resources.tool_calls import ToolCallLog
 
 _ready: set[str] = set()
@@ -43,7 +43,7 @@ def control_engine(url: str) -> sa.Engine:
 
 
 def _create_schema(engine: sa.Engine) -> None:
-    with write_transaction(engine) as conn:
+    with reaching(engine, "control plane"), write_transaction(engine) as conn:
         if is_postgres(engine):
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(0x466F757265796573)))
         control_schema.metadata.create_all(conn, checkfirst=True)
@@ -53,7 +53,7 @@ def _create_schema(engine: sa.Engine) -> None:
             conn.execute(meta.insert().values(key="schema_version", value=control_schema.SCHEMA_VERSION))
         elif found != control_schema.SCHEMA_VERSION:
             raise ControlPlaneError(
-                f"control-plane store {engine.url.render_as_string(hide_password=True)} has schema "
+                f"control-plane store {redact_url(engine.url.render_as_string(hide_password=False))} has schema "
                 f"version {found}, this foureyes expects {control_schema.SCHEMA_VERSION}; "
                 "point FOUREYES_CONTROL_URL at a new store or migrate this one"
             )
@@ -80,6 +80,10 @@ class ControlPlaneResource(dg.ConfigurableResource):
     def engine(self) -> sa.Engine:
         return control_engine(self.url)
 
+    def reach(self) -> None:
+        """Open the store now (its schema created or checked): a store that is down fails here, in one line."""
+        control_engine(self.url)
+
     @property
     def decision_log(self) -> DecisionLog:
         return DecisionLog(self.engine)
@@ -103,10 +107,6 @@ class ControlPlaneResource(dg.ConfigurableResource):
     @property
     def approvals(self) -> ApprovalBook:
         return ApprovalBook(self.engine)
-
-    @property
-    def quality(self) -> QualityLedger:
-        return QualityLedger(self.engine)
 
     @property
     def outbox(self) -> Outbox:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 
 metadata = sa.MetaData()
 
@@ -78,6 +78,7 @@ lineage_events = sa.Table(
         primary_key=True,
         autoincrement=True,
     ),
+    sa.Column("event_key", sa.String(64), nullable=False),
     sa.Column("run_id", sa.String(64), nullable=False),
     sa.Column("event_type", sa.String(16)),
     sa.Column("event_time", sa.String(40), nullable=False),
@@ -86,6 +87,7 @@ lineage_events = sa.Table(
     sa.Column("payload", sa.Text, nullable=False),
     sa.Column("stored_at", _TS, nullable=False),
     sa.Index("ix_lineage_events_run", "run_id"),
+    sa.UniqueConstraint("event_key", name="uq_lineage_events_key"),
 )
 
 lineage_datasets = sa.Table(
@@ -118,6 +120,7 @@ supervisions = sa.Table(
     sa.Column("block_reason", sa.Text, nullable=False),
     sa.Column("counts", sa.JSON, nullable=False),
     sa.Column("supervised_at", _TS, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
     sa.Index("ix_supervisions_batch", "agent", "partition_key", "proposals_version", "supervised_at"),
 )
 
@@ -152,24 +155,13 @@ approval_votes = sa.Table(
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
     sa.Column("approval_id", sa.String(64), sa.ForeignKey("approvals.approval_id"), nullable=False),
     sa.Column("approver", sa.String(200), nullable=False),
+    sa.Column("approver_key", sa.String(200), nullable=False),
+    sa.Column("os_user", sa.String(200)),
     sa.Column("decision", sa.String(16), nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("voted_at", _TS, nullable=False),
-    sa.UniqueConstraint("approval_id", "approver", name="uq_approval_votes_approver"),
+    sa.UniqueConstraint("approval_id", "approver_key", name="uq_approval_votes_approver"),
     sa.Index("ix_approval_votes_approval", "approval_id"),
-)
-
-partition_quality = sa.Table(
-    "partition_quality",
-    metadata,
-    sa.Column("asset", sa.String(400), primary_key=True),
-    sa.Column("partition_key", sa.String(200), primary_key=True),
-    sa.Column("version", sa.String(64), nullable=False),
-    sa.Column("passed", sa.Boolean, nullable=False),
-    sa.Column("assertions", sa.JSON, nullable=False),
-    sa.Column("run_id", sa.String(64)),
-    sa.Column("checked_at", _TS, nullable=False),
-    sa.Index("ix_partition_quality_good", "asset", "passed", "partition_key"),
 )
 
 agent_runs = sa.Table(

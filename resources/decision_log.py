@@ -21,6 +21,7 @@ from resources.errors import FoureyesError
 from resources.outbox import Outbox, OutboxEntry
 
 APPROVED, REJECTED, PENDING = "approved", "rejected", "pending"
+COMPLETED, FAILED = "completed", "failed"  # a supervision's own outcome: it judged the batch, or it broke
 READING_ORDER = {REJECTED: 0, PENDING: 1, APPROVED: 2}  # what an operator reads first: what was stopped
 
 
@@ -69,7 +70,12 @@ class Decision:
 
 @dataclass(frozen=True)
 class SupervisionRecord:
-    """The batch-level outcome of one supervision: blocked or not, and the counts."""
+    """The batch-level outcome of one supervision: blocked or not, and the counts.
+
+    A supervision that broke (``status`` failed) is recorded too, blocked, with why: the
+    executor never acts on that proposals version, and ``decisions`` and ``status`` say so
+    rather than showing an older supervision as if it were current.
+    """
 
     supervision_id: str
     agent: str
@@ -80,6 +86,11 @@ class SupervisionRecord:
     counts: dict[str, int]
     run_id: str | None = None
     supervised_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    status: str = COMPLETED
+
+    @property
+    def failed(self) -> bool:
+        return self.status == FAILED
 
 
 class DecisionLog:
@@ -245,6 +256,7 @@ def _supervision_row(s: SupervisionRecord) -> dict[str, object]:
         "block_reason": s.block_reason,
         "counts": s.counts,
         "supervised_at": s.supervised_at,
+        "status": s.status,
     }
 
 
@@ -259,4 +271,5 @@ def _to_supervision(row: sa.Row) -> SupervisionRecord:
         counts=row.counts,
         run_id=row.run_id,
         supervised_at=as_utc(row.supervised_at),
+        status=row.status,
     )

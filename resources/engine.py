@@ -19,7 +19,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from resources.errors import ConfigurationError
+from resources.errors import ConfigurationError, StoreUnavailableError
+from resources.redaction import redact_url, scrub
 
 _WRITE_OPTION = "foureyes_write"
 _COPY_FROM = 200  # below this many rows, COPY's own round trips cost more than one INSERT batch
@@ -143,7 +144,12 @@ def _variant(engine: sa.Engine, suffix: str, on_connect: str | None = None) -> s
         variant = _engines.get(key)
         if variant is None:
             variant = sa.create_engine(
-                engine.url, isolation_level="AUTOCOMMIT", pool_pre_ping=False, pool_recycle=60, future=True
+                engine.url,
+                isolation_level="AUTOCOMMIT",
+                pool_pre_ping=False,
+                pool_recycle=60,
+                future=True,
+                connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S},
             )
             if on_connect:
 
@@ -175,18 +181,55 @@ def is_postgres(engine: sa.Engine) -> bool:
     return engine.dialect.name == "postgresql"
 
 
-def _create(url: str) -> sa.Engine:
+SUPPORTED_DRIVERS = {"sqlite": ("pysqlite",), "postgresql": ("psycopg", "psycopg2")}
+PG_CONNECT_TIMEOUT_S = 10
+
+
+def check_store_url(url: str, setting: str = "store URL") -> sa.URL:
+    """Parse a store URL and refuse what foureyes cannot use, before anything connects or is created.
+
+    Raises:
+        ConfigurationError: not a SQLAlchemy URL, an unsupported database or driver, or an SQLite
+            file whose directory does not exist (it is never created behind the user's back).
+    """
+    shown = redact_url(url)
     try:
         parsed = make_url(url)
-    except sa.exc.ArgumentError as exc:
+    except (sa.exc.ArgumentError, ValueError):
         raise ConfigurationError(
-            f"not a SQLAlchemy URL: {url!r} (expected e.g. 'sqlite:////abs/path.db' or "
+            f"{setting} {shown!r} is not a SQLAlchemy URL (expected e.g. 'sqlite:////abs/path.db' or "
             "'postgresql+psycopg://user@host:5432/db')"
-        ) from exc
+        ) from None
+    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    if backend not in SUPPORTED_DRIVERS or driver not in SUPPORTED_DRIVERS[backend]:
+        valid = ", ".join(f"{b}+{d}" for b, drivers in SUPPORTED_DRIVERS.items() for d in drivers)
+        raise ConfigurationError(f"{setting} {shown!r} uses {backend}+{driver}; foureyes stores data in {valid}")
+    if backend == "sqlite" and parsed.database and parsed.database != ":memory:":
+        folder = Path(parsed.database).expanduser().resolve().parent
+        if not folder.is_dir():
+            raise ConfigurationError(f"{setting} {shown!r}: directory {folder} does not exist (create it first)")
+    return parsed
+
+
+@contextmanager
+def reaching(engine: sa.Engine, what: str) -> Iterator[None]:
+    """Turn "the database is not there" into one clear line naming the store (without credentials)."""
+    try:
+        yield
+    except sa.exc.OperationalError as exc:
+        reason = scrub(str(getattr(exc, "orig", exc) or exc)).strip().splitlines()
+        raise StoreUnavailableError(
+            f"cannot reach the {what} at {redact_url(engine.url.render_as_string(hide_password=False))}: "
+            f"{reason[0] if reason else type(exc).__name__}"
+        ) from None
+
+
+def _create(url: str) -> sa.Engine:
+    parsed = check_store_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return sa.create_engine(url, pool_pre_ping=True, future=True)
-    if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        return sa.create_engine(
+            url, pool_pre_ping=True, future=True, connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S}
+        )
     engine = sa.create_engine(url, connect_args={"timeout": 60}, future=True)
     _make_sqlite_transactional(engine)
     return engine

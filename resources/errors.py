@@ -38,6 +38,10 @@ class UnsupportedDtypeError(FoureyesError):
     """A frame's column has a dtype the warehouse does not know how to store faithfully."""
 
 
+class StoreUnavailableError(FoureyesError):
+    """A configured database cannot be reached (down, refused, wrong host)."""
+
+
 class ControlPlaneError(FoureyesError):
     """The control-plane store is unusable (wrong schema version, unreachable)."""
 
@@ -67,7 +71,15 @@ class ActionTargetError(FoureyesError):
 
 
 class TargetUnavailableError(ActionTargetError):
-    """The target could not confirm the action now (down, slow, 5xx, garbled answer): retry later."""
+    """The target did not confirm the action (down, slow, 5xx, garbled answer).
+
+    ``sent`` says whether the action may have reached it: False only when it certainly did not
+    (the connection was refused, the target said it is unavailable before acting).
+    """
+
+    def __init__(self, message: str, *, sent: bool):
+        super().__init__(message)
+        self.sent = sent
 
 
 class TargetRefusedError(ActionTargetError):

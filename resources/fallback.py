@@ -1,59 +1,78 @@
-"""The fallback resolver: the requested input partition, or the last known good one, flagged.
+"""Serving inputs: the requested partition, or the last known good one, loaded through its own IO manager.
 
-For each input of an agent it serves the requested partition if it exists and (for
-quality-checked inputs) passed its input quality checks at exactly its current version.
-Otherwise it serves the newest earlier partition that did, and says so: which partition was
-requested, which was served, how many business days older it is, and why. Past the input's
-maximum staleness the input is unusable, but still served for a baseline to report from.
+For each input of an agent (or of its supervisor) the resolver looks at Dagster's record
+(``resources.check_record``): the requested partition is served if it is materialised and
+no blocking check failed on its current materialisation, whatever wrote the check.
+Otherwise the newest earlier partition that qualifies is served, and the record says so:
+which partition was requested, which was served, how many partitions older it is, and why.
+Past the input's maximum staleness the input is unusable, but still served, for a baseline
+to report from.
+
+The partition is loaded through the IO manager of the asset that stores it (DuckDB, files,
+a warehouse: whatever the code location says), so an agent reads any asset of its code
+location. Its version is Dagster's data version of that materialisation, or a content hash
+of the frame served. A record says "passed its checks" only when checks ran on exactly what
+was served and passed; otherwise "not checked".
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import dagster as dg
-import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from resources.asset_inputs import AssetInput
-from resources.control_plane import ControlPlaneResource
-from resources.partition_quality import Assertion, QualityRecord
-from resources.warehouse import UNPARTITIONED, PartitionRecord, SqlWarehouseResource
+from resources.check_record import FAILED_BLOCKING, NOT_CHECKED, PASSED, CheckOutcome, RecordedPartition, current_record
+from resources.dataset_names import DatasetName, dataset_of
+from resources.dataset_version import dataset_version
+from resources.errors import InputDataError
 
-_CANDIDATES = 20
+UNPARTITIONED = "__all__"
+# How Dagster's own asset value loader types a loaded input: ``Any``, so that an IO manager with
+# several (or typed) handlers — DuckDB's, Snowflake's — loads its default type, as it does in a
+# code location. Typed ``object``, such an IO manager finds no handler and fails.
+ANY_INPUT = dg.DagsterType(type_check_fn=lambda _context, _value: True, name="Any", typing_type=Any)
 
 
 @dataclass(frozen=True)
 class ServedInput:
-    """What an input resolved to."""
+    """What an input resolved to, and everything the record needs to say about it."""
 
     input: AssetInput
     requested: str
     served: str | None
     frame: pd.DataFrame | None
-    record: PartitionRecord | None
+    version: str | None = None
+    dataset: DatasetName | None = None
     age: int = 0
     usable: bool = True
     reason: str = ""
-    assertions: tuple[Assertion, ...] = field(default_factory=tuple)
+    checks: tuple[CheckOutcome, ...] = field(default_factory=tuple)
+    check_status: str = NOT_CHECKED
+    unit: str = "partition"  # what one step of ``age`` is: a business day, a day, an hour...
 
     @property
     def stale(self) -> bool:
         return self.served != self.requested
 
     @property
-    def version(self) -> str | None:
-        return self.record.version if self.record else None
+    def passed_checks(self) -> bool:
+        return self.check_status == PASSED
 
     def describe(self) -> str:
         if not self.stale:
-            return f"{self.input.name}: {self.requested} (fresh)"
+            return f"{self.input.name}: {self.requested} (fresh, {self.check_status})"
         if self.served is None:
             return f"{self.input.name}: nothing servable for {self.requested} ({self.reason})"
-        unusable = "" if self.usable else f", beyond the {self.input.max_staleness}-day limit"
+        unusable = "" if self.usable else f", beyond the {self.input.max_staleness}-{self.unit} limit"
         return (
             f"{self.input.name}: served {self.served} for {self.requested} "
-            f"({self.age} business day{'s' if self.age != 1 else ''} old{unusable}; {self.reason})"
+            f"({self.age} {self.unit}{'s' if self.age != 1 else ''} old{unusable}; {self.reason})"
         )
 
     def to_json(self) -> dict:
@@ -62,15 +81,15 @@ class ServedInput:
             "requested": self.requested,
             "served": self.served,
             "version": self.version,
-            "age_business_days": self.age,
+            "dataset": f"{self.dataset.namespace}/{self.dataset.name}" if self.dataset else None,
+            "age": self.age,
+            "age_unit": self.unit,
             "stale": self.stale,
             "usable": self.usable,
             "reason": self.reason,
+            "checks": self.check_status,
+            "assertions": [c.to_json() for c in self.checks],
         }
-
-
-def business_days_between(older: str, newer: str) -> int:
-    return int(np.busday_count(np.datetime64(older[:10]), np.datetime64(newer[:10])))
 
 
 class FallbackResource(dg.ConfigurableResource):
@@ -79,87 +98,195 @@ class FallbackResource(dg.ConfigurableResource):
     Examples:
         .. code-block:: python
 
-            warehouse = SqlWarehouseResource(url=...)
-            control = ControlPlaneResource(url=...)
-            defs = dg.Definitions(
-                assets=[...],
-                resources={"fallback": FallbackResource(warehouse=warehouse, control_plane=control)},
-            )
+            import dagster as dg
+            from resources.fallback import FallbackResource
+
+            defs = dg.Definitions(resources={"fallback": FallbackResource(look_back=20)})
     """
 
-    warehouse: SqlWarehouseResource
-    control_plane: ControlPlaneResource
+    look_back: int = Field(default=60, description="How many earlier partitions to search for a good one.")
+    code_location: str = Field(
+        default="foureyes", description="Names datasets of assets stored outside foureyes' warehouse: dagster://<it>."
+    )
+
+    @contextmanager
+    def server(self, context: dg.OpExecutionContext) -> Iterator[InputServer]:
+        """Serve inputs inside one step; the IO managers it opens are closed when the step is done."""
+        with ExitStack() as stack:
+            yield InputServer(context, self.look_back, self.code_location, stack)
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """Which partition of an input to serve, judged from Dagster's record, and why (before anything is loaded)."""
+
+    requested: str
+    served: str | None
+    record: RecordedPartition | None
+    age: int = 0
+    reason: str = ""
+    unit: str = "partition"
+
+
+class LastKnownGood:
+    """Finds the partition to serve: the requested one if it qualifies, else the newest earlier one that does."""
+
+    def __init__(self, instance: dg.DagsterInstance, asset_graph, look_back: int = 60):
+        self.instance = instance
+        self.graph = asset_graph
+        self.look_back = look_back
+
+    def resolve(self, spec: AssetInput, partition: str | None) -> Resolution:
+        node = self.node(spec.key)
+        declared = [self.graph.get_check_spec(k) for k in node.check_keys]
+        if node.partitions_def is None:
+            record = current_record(self.instance, spec.key, None, declared)
+            why = _why_not(record, spec)
+            if why:
+                return Resolution(UNPARTITIONED, None, None, reason=f"{why}; nothing older")
+            return Resolution(UNPARTITIONED, UNPARTITIONED, record)
+        if partition is None:
+            raise InputDataError(f"{spec.asset} is partitioned, but the step has no partition to ask it for")
+        candidates = self._newest_first(node.partitions_def, partition, spec)
+        materialized: set[str] | None = None  # read once the requested partition is not the one served
+        unit = partition_unit(node.partitions_def)
+        why = ""
+        for age, candidate in enumerate(candidates):
+            if age == 1:
+                materialized = self.instance.get_materialized_partitions(spec.key)
+            made = materialized is None or candidate in materialized
+            record = current_record(self.instance, spec.key, candidate, declared) if made else None
+            problem = _why_not(record, spec)
+            if age == 0:
+                why = problem and f"requested partition {problem}"
+            if not problem:
+                return Resolution(partition, candidate, record, age, why, unit)
+        return Resolution(partition, None, None, reason=f"{why}; no good partition before it", unit=unit)
+
+    def _newest_first(self, partitions_def: dg.PartitionsDefinition, partition: str, spec: AssetInput) -> Iterator[str]:
+        """The requested partition, then (only as far as asked for) the ``look_back`` ones before it."""
+        if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):  # walk back: never list a calendar
+            if not partitions_def.has_partition_key(partition):
+                raise InputDataError(f"{partition!r} is not a partition of {spec.asset}")
+            return self._earlier_windows(partitions_def, partition)
+        keys = partitions_def.get_partition_keys(dynamic_partitions_store=self.instance)
+        if partition not in keys:
+            raise InputDataError(f"{partition!r} is not a partition of {spec.asset} (it has {len(keys)} partitions)")
+        position = keys.index(partition)
+        return iter(reversed(keys[max(0, position - self.look_back) : position + 1]))
+
+    def _earlier_windows(self, partitions_def: dg.TimeWindowPartitionsDefinition, partition: str) -> Iterator[str]:
+        yield partition
+        window = partitions_def.time_window_for_partition_key(partition)
+        for _ in range(self.look_back):
+            window = partitions_def.get_prev_partition_window(window.start)
+            if window is None:
+                return
+            yield window.start.strftime(partitions_def.fmt)
+
+    def node(self, key: dg.AssetKey):
+        if not self.graph.has(key):
+            raise InputDataError(f"{key.to_user_string()} is not an asset of this code location")
+        return self.graph.get(key)
+
+
+class InputServer:
+    """Resolves and loads input partitions for one step, through the code location's IO managers."""
+
+    def __init__(self, context: dg.OpExecutionContext, look_back: int, code_location: str, stack: ExitStack):
+        self._context = context
+        self._instance = context.instance
+        self._code_location = code_location
+        self._stack = stack
+        self._repository = _repository_of(context)
+        graph = self._repository.asset_graph if self._repository else context.job_def.asset_layer.asset_graph
+        self._judge = LastKnownGood(self._instance, graph, look_back)
+        self._loader = None
 
     def serve(self, spec: AssetInput, partition: str | None) -> ServedInput:
-        if not spec.partitioned or partition is None:
-            stored = self.warehouse.read_partition(spec.key, None)
-            return ServedInput(spec, UNPARTITIONED, UNPARTITIONED, stored.frame, stored.record)
-        record = self.warehouse.partition_record(spec.key, partition)
-        if not spec.quality_checked:
-            if record is not None:
-                return self._read(spec, partition)
-            return self._older(spec, partition, "requested partition missing", self._written_before(spec, partition))
-        quality = self.control_plane.quality.verdict(spec.asset, partition)
-        why = _why_not(record, quality)
-        if not why:
-            return self._read(spec, partition, assertions=quality.assertions)
-        return self._older(spec, partition, why, self._good_before(spec, partition))
+        """The requested partition of an input, or the last known good one, loaded and described."""
+        found = self._judge.resolve(spec, partition)
+        if found.record is None:  # nothing served: a served partition always has its record
+            return ServedInput(spec, found.requested, None, None, usable=False, reason=found.reason, unit=found.unit)
+        frame = self._load(spec.key, None if found.served == UNPARTITIONED else found.served)
+        return ServedInput(
+            spec,
+            found.requested,
+            found.served,
+            frame,
+            version=found.record.data_version or dataset_version(frame),
+            dataset=dataset_of(spec.key, found.record.metadata, self._code_location),
+            age=found.age,
+            usable=found.age <= spec.max_staleness,
+            reason=found.reason,
+            checks=found.record.checks,
+            check_status=found.record.verdict if spec.judged else NOT_CHECKED,
+            unit=found.unit,
+        )
 
-    def last_known_good(self, spec: AssetInput, partition: str) -> QualityRecord | None:
-        """The newest partition before ``partition`` that passed its checks at its current version."""
-        return next(iter(self._good_before(spec, partition)), None)
+    def load(self, spec: AssetInput, partition: str | None) -> pd.DataFrame:
+        """One partition of an input exactly as named (the supervisor reads what the agent was served)."""
+        node = self._judge.node(spec.key)
+        return self._load(spec.key, partition if node.partitions_def is not None else None)
 
     # -- internals -------------------------------------------------------------------------
 
-    def _good_before(self, spec: AssetInput, partition: str) -> list[QualityRecord]:
-        """The newest passed partition whose checked version is still the stored one (usually the first)."""
-        ledger = self.control_plane.quality
-        for limit in (1, _CANDIDATES):
-            for candidate in ledger.last_good(spec.asset, partition, before=True, limit=limit):
-                record = self.warehouse.partition_record(spec.key, candidate.partition)
-                if record is not None and record.version == candidate.version:
-                    return [candidate]
-        return []
-
-    def _written_before(self, spec: AssetInput, partition: str) -> list[QualityRecord]:
-        earlier = [r for r in self.warehouse.partition_records(spec.key) if r.partition < partition]
-        if not earlier:
-            return []
-        last = earlier[-1]
-        return [QualityRecord(spec.asset, last.partition, last.version, True, (), last.written_at)]
-
-    def _older(self, spec: AssetInput, partition: str, why: str, candidates: list[QualityRecord]) -> ServedInput:
-        if not candidates:
-            return ServedInput(
-                spec, partition, None, None, None, usable=False, reason=f"{why}; no good partition before it"
+    def _load(self, key: dg.AssetKey, partition: str | None) -> pd.DataFrame:
+        """Through the asset's own IO manager: the code location's loader, or (in process) the step's resource."""
+        if self._repository is not None:
+            if self._loader is None:
+                self._loader = self._stack.enter_context(self._repository.get_asset_value_loader(self._instance))
+            return self._loader.load_asset_value(key, partition_key=partition)
+        node = self._judge.node(key)
+        io_manager = getattr(self._context.resources, node.io_manager_key, None)
+        if io_manager is None:
+            raise InputDataError(
+                f"cannot load {key.to_user_string()} in this in-process run: its IO manager "
+                f"'{node.io_manager_key}' is not a resource of the step (run it through the dagster CLI or daemon)"
             )
-        good = candidates[0]
-        stored = self.warehouse.read_partition(spec.key, good.partition)
-        age = business_days_between(good.partition, partition)
-        return ServedInput(
-            spec,
-            partition,
-            good.partition,
-            stored.frame,
-            stored.record,
-            age=age,
-            usable=age <= spec.max_staleness,
-            reason=why,
-            assertions=good.assertions,
+        context = dg.build_input_context(
+            asset_key=key,
+            partition_key=partition,
+            asset_partitions_def=node.partitions_def,
+            upstream_output=dg.build_output_context(asset_key=key, definition_metadata=dict(node.metadata)),
+            dagster_type=ANY_INPUT,
+            instance=self._instance,
         )
-
-    def _read(self, spec: AssetInput, partition: str, assertions=()) -> ServedInput:
-        stored = self.warehouse.read_partition(spec.key, partition)
-        return ServedInput(spec, partition, partition, stored.frame, stored.record, assertions=tuple(assertions))
+        return io_manager.load_input(context)
 
 
-def _why_not(record: PartitionRecord | None, quality: QualityRecord | None) -> str:
+def _repository_of(context: dg.OpExecutionContext):
+    """The step's code location when it has one (CLI, daemon, webserver runs); None in process."""
+    try:
+        return context.repository_def
+    except dg.DagsterInvariantViolationError:
+        return None
+    except Exception:  # dagster raises a CheckError when no repository was set on the step
+        return None
+
+
+_CRON_UNITS = (  # (minute, hour, day of month, month, day of week) patterns, * matching anything fixed
+    (("#", "#", "*", "*", "1-5"), "business day"),
+    (("#", "#", "*", "*", "*"), "day"),
+    (("#", "*", "*", "*", "*"), "hour"),
+    (("#", "#", "*", "*", "#"), "week"),
+    (("#", "#", "#", "*", "*"), "month"),
+)
+
+
+def partition_unit(partitions_def: dg.PartitionsDefinition | None) -> str:
+    """What one partition of a time-window definition spans (``business day`` for weekday crons)."""
+    cron = getattr(partitions_def, "cron_schedule", None)
+    fields = cron.split() if isinstance(cron, str) else []
+    for pattern, unit in _CRON_UNITS:
+        if len(fields) == 5 and all(f == p or (p == "#" and f.isdigit()) for f, p in zip(fields, pattern, strict=True)):
+            return unit
+    return "partition"
+
+
+def _why_not(record: RecordedPartition | None, spec: AssetInput) -> str:
     if record is None:
-        return "requested partition missing"
-    if quality is None:
-        return "requested partition not quality-checked"
-    if quality.version != record.version:
-        return "requested partition rewritten since its quality check"
-    if not quality.passed:
-        return "requested partition failed " + ", ".join(quality.failed())
+        return "missing"
+    if spec.judged and record.verdict == FAILED_BLOCKING:
+        return record.describe_checks()
     return ""

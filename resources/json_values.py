@@ -1,7 +1,9 @@
 """Turning table rows into JSON that any store and any reader accepts.
 
-Proposals are pandas rows: numpy scalars, NaN, timestamps. The decision log stores them as
-JSON, so they are converted here once, the same way for every writer.
+Proposals are pandas rows: numpy scalars, NaN, infinities, timestamps. The decision log
+stores them as JSON, so they are converted here once, the same way for every writer: a
+missing value is null, an infinite one the text ``"inf"`` / ``"-inf"`` (JSON has no number
+for it, and the record must show what the agent proposed).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ def json_value(value: object) -> object:
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float):
-        return None if math.isnan(value) else value
+        return None if math.isnan(value) else value if math.isfinite(value) else str(value)
     if isinstance(value, dt.datetime | dt.date | pd.Timestamp):
         return value.isoformat()
     if isinstance(value, bool | int | str):
@@ -49,11 +51,12 @@ def _json_column(column: pd.Series) -> list[object]:
     if pd.api.types.is_datetime64_any_dtype(column.dtype):
         text = column.map(lambda t: t.isoformat(), na_action="ignore")
         return text.astype(object).where(~missing, None).tolist()
-    if (
-        pd.api.types.is_float_dtype(column.dtype)
-        or pd.api.types.is_integer_dtype(column.dtype)
-        or pd.api.types.is_bool_dtype(column.dtype)
-    ):
+    if pd.api.types.is_float_dtype(column.dtype):
+        values = column.to_numpy(dtype=float, na_value=np.nan)
+        if not np.isfinite(values).all():
+            return [json_value(v) for v in values.tolist()]
+        return column.astype(object).where(~missing, None).tolist() if missing.any() else column.tolist()
+    if pd.api.types.is_integer_dtype(column.dtype) or pd.api.types.is_bool_dtype(column.dtype):
         return column.astype(object).where(~missing, None).tolist() if missing.any() else column.tolist()
     if column.dtype == object and not missing.any() and pd.api.types.infer_dtype(column) == "string":
         return column.tolist()

@@ -6,7 +6,9 @@ the asset body, reports each input as it reads it, and Dagster hooks close it on
 has finished — after the IO manager stored the output, so COMPLETE never names an output
 that was not written, and a failure anywhere in the step (body or IO manager) sends FAIL.
 
-Emission never fails an asset: a transport error is logged once and the step goes on.
+Emission never fails an asset: a transport error is logged once and the step goes on. The
+credentials of a configured transport (a URL's userinfo, an API key) are registered for
+redaction, and every record the OpenLineage client logs is scrubbed of them.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from pydantic import Field
 
 from resources.errors import ConfigurationError
 from resources.lineage_transport import STORE_TRANSPORT
+from resources.redaction import is_secret_name, register_secret, register_url, scrub, scrub_logger
 
 PRODUCER = "https://pypi.org/project/foureyes/0.1.0"
 VERSION_KEY = "foureyes/dataset_version"
@@ -99,9 +102,9 @@ class StepLineage:
         facets = self._run_facets()
         if error is not None:
             facets["errorMessage"] = error_message_run.ErrorMessageRunFacet(
-                message=f"{type(error).__name__}: {error}"[:4000],
+                message=scrub(f"{type(error).__name__}: {error}")[:4000],
                 programmingLanguage="python",
-                stackTrace="".join(traceback.format_exception(error))[-8000:],
+                stackTrace=scrub("".join(traceback.format_exception(error)))[-8000:],
             )
         self._emit(
             RunState.FAIL,
@@ -147,7 +150,7 @@ class StepLineage:
         try:
             self.client.emit(event)
         except Exception as exc:  # lineage must never fail the asset
-            _warn_once(f"emit:{type(exc).__name__}", f"OpenLineage emission failed and was skipped: {exc}")
+            _warn_once(f"emit:{type(exc).__name__}", f"OpenLineage emission failed and was skipped: {scrub(exc)}")
 
 
 class OpenLineageResource(dg.ConfigurableResource):
@@ -188,7 +191,7 @@ class OpenLineageResource(dg.ConfigurableResource):
         except Exception as exc:  # lineage must never fail the asset
             _warn_once(
                 f"client:{type(exc).__name__}",
-                f"OpenLineage is unavailable, steps run without it: {exc}",
+                f"OpenLineage is unavailable, steps run without it: {scrub(exc)}",
             )
             return None
         asset_key = context.assets_def.key if len(context.assets_def.keys) == 1 else None
@@ -313,6 +316,7 @@ def _client(control_url: str, mode: str = "both") -> OpenLineageClient:
 
 @cache
 def _client_for(control_url: str, mode: str, configured_json: str) -> OpenLineageClient:
+    scrub_logger("openlineage")  # the client logs its transport's URL, userinfo included
     store = {"type": STORE_TRANSPORT, "url": control_url}
     configured = json.loads(configured_json)
     if mode == "store" or configured is None:
@@ -337,6 +341,7 @@ def configured_transport() -> dict | None:
     """The transport configured the standard OpenLineage way, as a config dict (None: nothing)."""
     probe = OpenLineageClient(transport=NoopTransport(NoopConfig()))  # reads openlineage.yml and env vars
     transport = dict(probe.config.transport or {})
+    _register_credentials(transport)
     if transport.get("type"):
         return transport
     if os.environ.get("OPENLINEAGE_URL"):
@@ -345,8 +350,24 @@ def configured_transport() -> dict | None:
             http["endpoint"] = os.environ["OPENLINEAGE_ENDPOINT"]
         if os.environ.get("OPENLINEAGE_API_KEY"):
             http["auth"] = {"type": "api_key", "apiKey": os.environ["OPENLINEAGE_API_KEY"]}
+        _register_credentials(http)
         return http
     return None
+
+
+def _register_credentials(config: object) -> None:
+    """Every URL and secret-named value of a transport's configuration, registered for redaction."""
+    if isinstance(config, Mapping):
+        for name, value in config.items():
+            if isinstance(value, str):
+                register_url(value)
+                if is_secret_name(str(name)):
+                    register_secret(value)
+            else:
+                _register_credentials(value)
+    elif isinstance(config, list | tuple):
+        for item in config:
+            _register_credentials(item)
 
 
 def _includes_store(transport: Mapping) -> bool:

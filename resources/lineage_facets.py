@@ -1,7 +1,8 @@
 """foureyes' custom OpenLineage facets, named per the spec's rules and each with a published schema.
 
 * ``foureyes_fallback`` (input dataset facet): the partition requested, the one served, its
-  age in business days, whether it was stale or usable, and why it was not the requested one.
+  age in partitions, whether it was stale or usable, why it was not the requested one, and
+  how Dagster's checks judged what was served (passed, failed or not checked).
 * ``foureyes_agent`` (run facet): the agent, its tier and why, the model backend that
   answered, and how many proposals it made.
 
@@ -16,7 +17,7 @@ from pathlib import Path
 import attr
 from openlineage.client.facet_v2 import InputDatasetFacet, RunFacet
 
-SCHEMA_BASE = "https://foureyes.dev/spec/facets/1-0-0/"
+SCHEMA_BASE = "https://foureyes.dev/spec/facets/2-0-0/"
 SCHEMA_DIR = Path(__file__).with_name("facet_schemas")
 
 
@@ -24,10 +25,12 @@ SCHEMA_DIR = Path(__file__).with_name("facet_schemas")
 class FallbackInputDatasetFacet(InputDatasetFacet):
     requestedPartition: str  # noqa: N815
     servedPartition: str | None  # noqa: N815
-    ageBusinessDays: int  # noqa: N815
+    agePartitions: int  # noqa: N815
+    ageUnit: str  # noqa: N815
     stale: bool
     usable: bool
     reason: str
+    checkStatus: str  # noqa: N815
 
     @staticmethod
     def _get_schema() -> str:

@@ -1,15 +1,18 @@
 """The lineage store: OpenLineage events kept whole, plus an index of what each run read and wrote.
 
-Each event is stored as received (its JSON payload), and every input and output dataset is
-indexed by (namespace, name, partition, version). That index is what makes the trace exact
-and fast: "which run wrote this partition, and which partitions and versions did it read"
-is two indexed lookups, however many events the store holds.
+Each event is stored as received (its JSON payload), once: its key is a hash of its
+canonical JSON, so the same event posted twice or a file ingested again is not stored
+again. Every input and output dataset is indexed by (namespace, name, partition, version).
+That index is what makes the trace exact and fast: "which run wrote this partition, and
+which partitions and versions did it read" is two indexed lookups, however many events the
+store holds.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -77,6 +80,12 @@ def _partitions(subset: Mapping, direction: str) -> list[str]:
     return found
 
 
+def event_key(event: Mapping) -> str:
+    """The identity of an event: a hash of its canonical JSON (key order and spacing do not count)."""
+    canonical = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 class LineageStore:
     def __init__(self, engine: sa.Engine):
         self._engine = engine
@@ -85,7 +94,7 @@ class LineageStore:
         """One event: the path every emitted event takes, so it goes straight to the driver.
 
         On PostgreSQL it is a single statement (one round trip); on SQLite one short write
-        transaction on the raw sqlite3 connection.
+        transaction on the raw sqlite3 connection. An event already stored is left as it is.
         """
         dialect = self._engine.dialect
         if dialect.name == "sqlite":
@@ -115,11 +124,15 @@ class LineageStore:
             cursor.execute("BEGIN IMMEDIATE")
             try:
                 cursor.execute(_SQLITE_EVENT, [row[c] for c in _EVENT_COLUMNS])
-                event_id = cursor.lastrowid
-                cursor.executemany(
-                    _SQLITE_DATASET,
-                    [(event_id, r.direction, r.namespace, r.name, r.partition, r.version) for r in dataset_refs(event)],
-                )
+                if cursor.rowcount == 1:  # 0: the same event is already stored
+                    event_id = cursor.lastrowid
+                    cursor.executemany(
+                        _SQLITE_DATASET,
+                        [
+                            (event_id, r.direction, r.namespace, r.name, r.partition, r.version)
+                            for r in dataset_refs(event)
+                        ],
+                    )
                 cursor.execute("COMMIT")
             except BaseException:
                 cursor.execute("ROLLBACK")
@@ -128,25 +141,44 @@ class LineageStore:
             raw.close()
 
     def add_many(self, events: Iterable[Mapping]) -> int:
-        """Store events and index their datasets: three statements per batch, whatever its size.
+        """Store events and index their datasets: a few statements per batch, whatever its size.
 
+        Returns how many were new: an event already stored (or twice in the batch) is skipped.
         Event ids are allocated up front (a sequence range on PostgreSQL; under SQLite's write
         lock, the next rowids), so events and their dataset rows go in by bulk insert. On
         PostgreSQL the commit does not wait for the WAL flush (``synchronous_commit = off``):
         a server crash may lose the last fraction of a second of lineage — never a decision, an
         approval, an outbox entry or a receipt, which keep full durability.
         """
-        batch = list(events)
+        batch = {event_key(e): e for e in events}
         if not batch:
             return 0
+        try:
+            return self._add_new(batch)
+        except sa.exc.IntegrityError:  # another writer stored some of them meanwhile: skip those too
+            return self._add_new(batch)
+
+    def _add_new(self, batch: dict[str, Mapping]) -> int:
         now = dt.datetime.now(dt.UTC)
         with write_transaction(self._engine) as conn:
             if conn.dialect.name == "postgresql":
                 conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
-            ids = _allocate_ids(conn, len(batch))
+            known = set()
+            keys = list(batch)
+            for start in range(0, len(keys), _KEY_LOOKUP):
+                chunk = keys[start : start + _KEY_LOOKUP]
+                known |= set(
+                    conn.execute(
+                        sa.select(lineage_events.c.event_key).where(lineage_events.c.event_key.in_(chunk))
+                    ).scalars()
+                )
+            new = [(k, e) for k, e in batch.items() if k not in known]
+            if not new:
+                return 0
+            ids = _allocate_ids(conn, len(new))
             event_rows, dataset_rows = [], []
-            for event_id, event in zip(ids, batch, strict=True):
-                event_rows.append({"id": event_id, **_event_row(event, now)})
+            for event_id, (key, event) in zip(ids, new, strict=True):
+                event_rows.append({"id": event_id, **_event_row(event, now, key)})
                 dataset_rows += [
                     {
                         "event_id": event_id,
@@ -160,7 +192,7 @@ class LineageStore:
                 ]
             insert_rows(conn, lineage_events, event_rows)
             insert_rows(conn, lineage_datasets, dataset_rows)
-        return len(batch)
+        return len(new)
 
     def writers_of(self, namespace: str, name: str, partition: str | None) -> list[StoredEvent]:
         """COMPLETE events whose outputs include this dataset partition, newest first."""
@@ -234,13 +266,24 @@ def _allocate_ids(conn: sa.Connection, count: int) -> list[int]:
     return list(range(start + 1, start + count + 1))
 
 
-_EVENT_COLUMNS = ("run_id", "event_type", "event_time", "job_namespace", "job_name", "payload", "stored_at")
+_EVENT_COLUMNS = (
+    "event_key",
+    "run_id",
+    "event_type",
+    "event_time",
+    "job_namespace",
+    "job_name",
+    "payload",
+    "stored_at",
+)
+_KEY_LOOKUP = 500  # keys per existence query
 
 
-def _event_row(event: Mapping, now: dt.datetime) -> dict[str, object]:
+def _event_row(event: Mapping, now: dt.datetime, key: str | None = None) -> dict[str, object]:
     run = event.get("run") or {}
     job = event.get("job") or {}
     return {
+        "event_key": key or event_key(event),
         "run_id": str(run.get("runId", "")),
         "event_type": event.get("eventType"),
         "event_time": str(event.get("eventTime", "")),
@@ -252,7 +295,8 @@ def _event_row(event: Mapping, now: dt.datetime) -> dict[str, object]:
 
 
 _SQLITE_EVENT = (
-    f"INSERT INTO lineage_events ({', '.join(_EVENT_COLUMNS)}) VALUES ({', '.join('?' for _ in _EVENT_COLUMNS)})"
+    f"INSERT OR IGNORE INTO lineage_events ({', '.join(_EVENT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _EVENT_COLUMNS)})"
 )
 _SQLITE_DATASET = (
     "INSERT INTO lineage_datasets (event_id, direction, namespace, name, partition_key, version) "
@@ -265,7 +309,7 @@ def _insert_one_sql(datasets: int) -> str:
     """One statement storing an event and its dataset rows (PostgreSQL: a data-modifying CTE)."""
     event = (
         f"INSERT INTO lineage_events ({', '.join(_EVENT_COLUMNS)}) "
-        f"VALUES ({', '.join('%s' for _ in _EVENT_COLUMNS)}) RETURNING id"
+        f"VALUES ({', '.join('%s' for _ in _EVENT_COLUMNS)}) ON CONFLICT (event_key) DO NOTHING RETURNING id"
     )
     if not datasets:
         return event

@@ -6,7 +6,9 @@ control plane. An answer that is not JSON, or not valid against the question's J
 or that the agent's own acceptance test refuses, is a failure of that backend, and the chain
 moves on. When every backend failed the chain raises ``ModelChainExhaustedError`` and the agent
 falls back to its deterministic baseline. Every attempt — which backend, what happened,
-how long it took — is returned, for the decision log. Secrets never leave the request.
+how long it took — is returned, for the decision log. Secrets never leave the request: an
+endpoint's URL is recorded without its credentials (a ``user:key@`` in it is sent as the
+bearer key), and what an endpoint answers is scrubbed of our credentials before it is kept.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import datetime as dt
 import hashlib
 import json
 import time
-import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -28,6 +29,8 @@ from pydantic import Field
 from resources.circuit_breakers import CircuitBreakers
 from resources.control_plane import control_engine
 from resources.errors import FoureyesError
+from resources.redaction import redact_url, register_secret, register_url, scrub, url_credentials, without_userinfo
+from resources.settings import parse_models
 
 OPENAI, LOCAL_POLICY = "openai", "local_policy"
 
@@ -88,6 +91,9 @@ class ModelBackend(dg.Config):
 class ModelChainResource(dg.ConfigurableResource):
     """An ordered chain of model backends with timeouts, retries and shared circuit breakers.
 
+    ``endpoints`` lists OpenAI-compatible endpoints as ``name=url;name=url`` (the form of
+    ``FOUREYES_MODELS``; pass it with ``dg.EnvVar``), tried before ``backends``.
+
     Examples:
         .. code-block:: python
 
@@ -103,6 +109,9 @@ class ModelChainResource(dg.ConfigurableResource):
     """
 
     control_url: str = Field(description="Control-plane store holding the circuit breakers.")
+    endpoints: str = Field(
+        default="", description="OpenAI-compatible endpoints tried first, as name=url;name=url (FOUREYES_MODELS)."
+    )
     backends: list[ModelBackend] = Field(
         default_factory=lambda: [ModelBackend(name="local_policy", kind=LOCAL_POLICY)],
         description="Backends in the order they are tried.",
@@ -117,7 +126,7 @@ class ModelChainResource(dg.ConfigurableResource):
             dt.timedelta(seconds=self.breaker_cooldown_s),
         )
         attempts: list[dict] = []
-        for backend in self.backends:
+        for backend in self.chain():
             if not backend.enabled:
                 attempts.append(_attempt(backend, "disabled", "disabled in configuration", 0.0, 0))
                 continue
@@ -132,6 +141,10 @@ class ModelChainResource(dg.ConfigurableResource):
                 return ModelAnswer(answer, backend.name, attempts, question.prompt_hash)
             breakers.failed(backend.name, f"{attempt['outcome']}: {attempt['detail']}")
         raise ModelChainExhaustedError(attempts)
+
+    def chain(self) -> list[ModelBackend]:
+        """The backends in the order they are tried: the configured endpoints, then ``backends``."""
+        return [*(_endpoint_backend(name, url) for name, url in parse_models(self.endpoints)), *self.backends]
 
     def _try(self, backend: ModelBackend, question: ModelQuestion) -> tuple[dict | None, dict]:
         started = time.perf_counter()
@@ -151,9 +164,17 @@ class ModelChainResource(dg.ConfigurableResource):
         return None, _attempt(backend, failure.outcome, failure.detail, time.perf_counter() - started, tries)
 
 
+def _endpoint_backend(name: str, url: str) -> ModelBackend:
+    """An endpoint of ``endpoints``: a key in its URL's userinfo becomes its API key."""
+    register_url(url)
+    user, password = url_credentials(url)
+    return ModelBackend(name=name, kind=OPENAI, url=without_userinfo(url), api_key=password or user)
+
+
 def _call_openai(backend: ModelBackend, question: ModelQuestion) -> object:
     if not backend.url:
         raise BackendFailedError("misconfigured", "no url")
+    register_secret(backend.api_key)
     headers = {"Content-Type": "application/json"}
     if backend.api_key:
         headers["Authorization"] = f"Bearer {backend.api_key}"
@@ -177,22 +198,14 @@ def _call_openai(backend: ModelBackend, question: ModelQuestion) -> object:
         raise BackendFailedError("timeout", f"no answer within {backend.timeout_s}s") from None
     except requests.ConnectionError as exc:
         raise BackendFailedError("unreachable", type(exc).__name__) from None
+    own = [backend.api_key, *url_credentials(backend.url)]
     if response.status_code >= 400:
-        raise BackendFailedError(f"http_{response.status_code}", response.text[:200])
+        raise BackendFailedError(f"http_{response.status_code}", scrub(response.text[:200], own))
     try:
         content = response.json()["choices"][0]["message"]["content"]
         return json.loads(content) if isinstance(content, str) else content
     except (ValueError, KeyError, IndexError, TypeError) as exc:
-        raise BackendFailedError("unparseable", f"{type(exc).__name__}: {str(exc)[:200]}") from None
-
-
-def _endpoint(url: str | None) -> str | None:
-    """The URL without any credentials in it (``user:pass@`` or a query string)."""
-    if not url:
-        return None
-    parts = urllib.parse.urlsplit(url)
-    host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
-    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+        raise BackendFailedError("unparseable", scrub(f"{type(exc).__name__}: {str(exc)[:200]}", own)) from None
 
 
 def _validated(raw: object, question: ModelQuestion) -> dict:
@@ -214,9 +227,9 @@ def _attempt(backend: ModelBackend, outcome: str, detail: str, seconds: float, t
         "backend": backend.name,
         "kind": backend.kind,
         "model": backend.model if backend.kind == OPENAI else None,
-        "endpoint": _endpoint(backend.url),
+        "endpoint": redact_url(backend.url),
         "outcome": outcome,
-        "detail": detail,
+        "detail": scrub(detail),
         "latency_ms": round(seconds * 1000, 1),
         "tries": tries,
     }

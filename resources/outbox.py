@@ -4,10 +4,13 @@ Nothing approved is lost between "the supervisor said yes" and "the far side con
 verdict and the outbox row commit together (at supervision, or when a human grants an
 approval). Delivery then takes a short *lease* on the row, sends the action with its
 idempotency key, and on confirmation writes the receipt and marks the row delivered in one
-transaction. A target that is down or erring leaves the row queued with exponential backoff
-(a sensor retries it); one that refuses the action for good marks it failed, for a human. A
-delivery that crashed mid-flight is retried after its lease ends, with the same key, which
-the far side uses to deduplicate — so an action executes at most once.
+transaction. A target that certainly did not get the action (down, declined) leaves the
+row queued with exponential backoff (a sensor retries it); one that refuses it for good
+marks it failed, for a human. A delivery that may have arrived without a confirmation — a
+timeout, a dropped connection, a crash before the receipt — is sent again (same key) only
+to a target that deduplicates on the key; for any other it is put *in doubt*, and only a
+human's ``foureyes outbox retry KEY`` sends it again. So an action executes at most once,
+whatever the far side does with duplicates.
 """
 
 from __future__ import annotations
@@ -20,8 +23,18 @@ import sqlalchemy as sa
 
 from resources.control_schema import outbox, receipts
 from resources.engine import as_utc, write_transaction
+from resources.errors import FoureyesError
+from resources.redaction import scrub
 
-QUEUED, DELIVERING, DELIVERED, FAILED, CANCELLED = "queued", "delivering", "delivered", "failed", "cancelled"
+QUEUED, DELIVERING, DELIVERED, FAILED, CANCELLED, IN_DOUBT = (
+    "queued",
+    "delivering",
+    "delivered",
+    "failed",
+    "cancelled",
+    "in_doubt",
+)
+STATUSES = (QUEUED, DELIVERING, DELIVERED, FAILED, CANCELLED, IN_DOUBT)
 BACKOFF_BASE = dt.timedelta(seconds=30)
 BACKOFF_MAX = dt.timedelta(hours=1)
 LEASE = dt.timedelta(minutes=10)
@@ -44,6 +57,12 @@ class OutboxEntry:
     last_error: str | None = None
     created_at: dt.datetime | None = None
     delivered_at: dt.datetime | None = None
+    lease_until: dt.datetime | None = None
+    run_id: str | None = None  # the run that last took the lease
+
+    def interrupted(self, now: dt.datetime | None = None) -> bool:
+        """A delivery began, its lease ran out and no confirmation was recorded: it may have arrived."""
+        return self.status == DELIVERING and self.lease_until is not None and self.lease_until < (now or _now())
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -102,14 +121,25 @@ class Outbox:
             conn.execute(outbox.insert(), new)
         return len(new)
 
-    def lease(self, key: str, run_id: str | None, now: dt.datetime | None = None, force: bool = False) -> bool:
-        """Take the right to deliver ``key`` now; False if it is not due, delivered or leased by another."""
+    def lease(
+        self,
+        key: str,
+        run_id: str | None,
+        now: dt.datetime | None = None,
+        *,
+        force: bool = False,
+        reclaim: bool = False,
+    ) -> bool:
+        """Take the right to deliver ``key`` now; False if it is not due, delivered or leased by another.
+
+        ``reclaim`` also takes an interrupted delivery (its lease ran out unconfirmed): for a
+        target that deduplicates, or on an operator's say-so. ``force`` ignores the schedule.
+        """
         now = now or _now()
         due = outbox.c.next_attempt_at <= now if not force else sa.true()
-        free = sa.or_(
-            sa.and_(outbox.c.status == QUEUED, due),
-            sa.and_(outbox.c.status == DELIVERING, outbox.c.lease_until < now),
-        )
+        free = sa.and_(outbox.c.status == QUEUED, due)
+        if reclaim:
+            free = sa.or_(free, sa.and_(outbox.c.status == DELIVERING, outbox.c.lease_until < now))
         with write_transaction(self._engine) as conn:
             taken = conn.execute(
                 outbox.update()
@@ -165,11 +195,15 @@ class Outbox:
                     status=QUEUED,
                     attempts=attempts + 1,
                     next_attempt_at=_now() + backoff(attempts + 1),
-                    last_error=error[:2000],
+                    last_error=scrub(error)[:2000],
                     lease_until=None,
                 )
             )
         return self.get(key)
+
+    def in_doubt(self, key: str, why: str) -> OutboxEntry:
+        """It may have arrived, unconfirmed: never sent again on its own, waiting for a human."""
+        return self._settle(key, IN_DOUBT, why, attempted=False)
 
     def fail(self, key: str, error: str) -> OutboxEntry:
         """Permanent refusal: kept, visible, and retried only when a human says so."""
@@ -180,16 +214,24 @@ class Outbox:
         return self._settle(key, CANCELLED, reason, attempted=False)
 
     def retry_now(self, keys: Iterable[str] | None = None) -> int:
-        """Make queued or failed entries due now (all of them, or some)."""
-        query = outbox.update().where(outbox.c.status.in_([QUEUED, FAILED]))
+        """Make queued or failed entries due now (all of them, or some); in-doubt ones only when named."""
+        settled = [QUEUED, FAILED] if keys is None else [QUEUED, FAILED, IN_DOUBT]
+        query = outbox.update().where(outbox.c.status.in_(settled))
         if keys is not None:
             query = query.where(outbox.c.idempotency_key.in_(list(keys)))
         with write_transaction(self._engine) as conn:
             return conn.execute(query.values(status=QUEUED, next_attempt_at=_now())).rowcount
 
     def get(self, key: str) -> OutboxEntry:
+        found = self.lookup(key)
+        if found is None:
+            raise FoureyesError(f"no outbox entry {key!r}; `foureyes outbox list --status all` shows them")
+        return found
+
+    def lookup(self, key: str) -> OutboxEntry | None:
         with self._engine.connect() as conn:
-            return _from_row(conn.execute(sa.select(outbox).where(outbox.c.idempotency_key == key)).one())
+            row = conn.execute(sa.select(outbox).where(outbox.c.idempotency_key == key)).one_or_none()
+        return _from_row(row) if row else None
 
     def find(
         self,
@@ -219,7 +261,7 @@ class Outbox:
                 .where(outbox.c.idempotency_key == key)
                 .values(
                     status=status,
-                    last_error=error[:2000],
+                    last_error=scrub(error)[:2000],
                     lease_until=None,
                     attempts=outbox.c.attempts + (1 if attempted else 0),
                 )
@@ -248,4 +290,6 @@ def _from_row(row: sa.Row) -> OutboxEntry:
         last_error=row.last_error,
         created_at=as_utc(row.created_at),
         delivered_at=as_utc(row.delivered_at),
+        lease_until=as_utc(row.lease_until),
+        run_id=row.run_id,
     )

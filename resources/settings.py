@@ -2,7 +2,9 @@
 
 Assets never read the environment themselves: `FoureyesSettings.from_env()` is called by
 `agent_assets.definitions` (and by the CLI, which must agree with it), and the values are
-passed into resources as typed fields.
+passed into resources as typed fields. A value that came from the process environment is
+handed to resources as ``dg.EnvVar(name)`` (``configured``), never as its text: Dagster
+stores resource configuration in its run snapshots, and a URL may carry a password.
 """
 
 from __future__ import annotations
@@ -13,10 +15,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from resources.engine import check_store_url
 from resources.errors import ConfigurationError
+from resources.redaction import register_url
 
 DEFAULT_HOME = ".foureyes"
 DEFAULT_NAMESPACE = "foureyes"
+SECRET_BEARING = (  # settings whose values may carry credentials: passed to resources as EnvVar
+    "FOUREYES_WAREHOUSE_URL",
+    "FOUREYES_CONTROL_URL",
+    "FOUREYES_MODELS",
+    "FOUREYES_ORDER_SYSTEM_URL",
+    "FOUREYES_COLLATERAL_SYSTEM_URL",
+)
 
 
 @dataclass(frozen=True)
@@ -43,15 +54,20 @@ class FoureyesSettings:
     collateral_system_url: str | None = None
     lineage_mode: str = "both"
     timezone: str = "UTC"
+    from_process_env: frozenset[str] = frozenset()  # the variables read from os.environ
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> FoureyesSettings:
         env = os.environ if environ is None else environ
         home = Path(env.get("FOUREYES_HOME") or DEFAULT_HOME).expanduser().resolve()
+        for name in SECRET_BEARING:
+            register_url(env.get(name))
+        for _, url in parse_models(env.get("FOUREYES_MODELS", "")):
+            register_url(url)
         return cls(
             home=home,
-            warehouse_url=env.get("FOUREYES_WAREHOUSE_URL") or sqlite_url(home / "warehouse.db"),
-            control_url=env.get("FOUREYES_CONTROL_URL") or sqlite_url(home / "control.db"),
+            warehouse_url=_store_url(env, "FOUREYES_WAREHOUSE_URL", home, "warehouse.db"),
+            control_url=_store_url(env, "FOUREYES_CONTROL_URL", home, "control.db"),
             namespace=env.get("FOUREYES_NAMESPACE") or DEFAULT_NAMESPACE,
             faults=env.get("FOUREYES_FAULTS", ""),
             models=parse_models(env.get("FOUREYES_MODELS", "")),
@@ -59,7 +75,27 @@ class FoureyesSettings:
             collateral_system_url=env.get("FOUREYES_COLLATERAL_SYSTEM_URL") or None,
             lineage_mode=_choice(env, "FOUREYES_LINEAGE", ("both", "store", "external"), "both"),
             timezone=_timezone(env.get("FOUREYES_TIMEZONE") or "UTC"),
+            from_process_env=frozenset(n for n in SECRET_BEARING if environ is None and env.get(n)),
         )
+
+    def configured(self, name: str, value: str) -> str:
+        """``value`` for a resource field: ``dg.EnvVar(name)`` when it came from the process environment."""
+        import dagster as dg  # noqa: PLC0415 (settings are read by `foureyes --help`, which must stay fast)
+
+        return dg.EnvVar(name) if name in self.from_process_env else value
+
+
+def _store_url(env: Mapping[str, str], name: str, home: Path, default_file: str) -> str:
+    """A configured store URL, checked; or the embedded default under the home, which is created for it."""
+    given = env.get(name)
+    if given:
+        check_store_url(given, name)
+        return given
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError(f"FOUREYES_HOME={str(home)!r} cannot be created: {exc.strerror}") from None
+    return sqlite_url(home / default_file)
 
 
 def _timezone(name: str) -> str:

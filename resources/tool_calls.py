@@ -8,7 +8,6 @@ is stored), status, latency and tries, and the decision it served: the proposals
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -16,11 +15,9 @@ import sqlalchemy as sa
 
 from resources.control_schema import tool_calls
 from resources.engine import as_utc, write_transaction
+from resources.redaction import REDACTED, is_secret_name, scrub
 
 MODEL, TOOL = "model", "tool"
-_SECRET = re.compile(r"key|token|secret|passw|authori[sz]ation|credential|cookie", re.IGNORECASE)
-_NOT_SECRET = frozenset({"idempotency_key"})  # a key that names the action, not a credential
-REDACTED = "***"
 
 
 @dataclass(frozen=True)
@@ -63,14 +60,13 @@ class ToolCall:
 
 
 def redact(value: object) -> object:
-    """``value`` as it may be stored: the value of any key naming a secret is replaced, at any depth."""
+    """``value`` as it may be stored: any key naming a secret masked, any text scrubbed, at any depth."""
     if isinstance(value, Mapping):
-        return {
-            str(k): REDACTED if _SECRET.search(str(k)) and str(k) not in _NOT_SECRET else redact(v)
-            for k, v in value.items()
-        }
+        return {str(k): REDACTED if is_secret_name(str(k)) else redact(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [redact(v) for v in value]
+    if isinstance(value, str):
+        return scrub(value)
     return value
 
 
@@ -92,7 +88,7 @@ class ToolCallLog:
                 "tool": c.tool,
                 "parameters": redact(c.parameters),
                 "status": c.status,
-                "detail": c.detail[:2000],
+                "detail": scrub(c.detail)[:2000],
                 "latency_ms": c.latency_ms,
                 "tries": c.tries,
                 "proposals_version": c.proposals_version,

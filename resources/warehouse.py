@@ -24,6 +24,7 @@ from pydantic import Field
 
 from resources.bulk_load import PARTITION_COLUMN, ROW_COLUMN, insert_partition, select_partition
 from resources.columns import SQL_TYPES, StoredColumn, kind_of_sql_type, stored_columns
+from resources.dataset_names import NAME_METADATA_KEY, NAMESPACE_METADATA_KEY, DatasetName
 from resources.dataset_version import dataset_version
 from resources.engine import (
     as_utc,
@@ -59,14 +60,6 @@ class PartitionRecord:
 class StoredPartition:
     frame: pd.DataFrame
     record: PartitionRecord
-
-
-@dataclass(frozen=True)
-class DatasetName:
-    """An OpenLineage dataset identity (namespace and name, per the naming spec)."""
-
-    namespace: str
-    name: str
 
 
 def table_name(asset_key: dg.AssetKey | str) -> str:
@@ -123,7 +116,7 @@ class SqlWarehouseResource(dg.ConfigurableResource):
         table = table_name(asset_key)
         partition = partition or UNPARTITIONED
         frame = frame.reset_index(drop=True)
-        _refuse_reserved_columns(table, frame)
+        check_column_names(table, frame)
         columns = stored_columns(frame)
         record = PartitionRecord(
             table=table,
@@ -377,7 +370,8 @@ def _to_record(row: sa.Row) -> PartitionRecord:
     )
 
 
-def _refuse_reserved_columns(table: str, frame: pd.DataFrame) -> None:
+def check_column_names(table: str, frame: pd.DataFrame) -> None:
+    """Refuse column names the warehouse cannot store: its own, or two that differ only by case."""
     clash = {PARTITION_COLUMN, ROW_COLUMN} & {str(c) for c in frame.columns}
     if clash:
         raise SchemaConflictError(
@@ -456,7 +450,12 @@ class PartitionedSqlIOManager(dg.ConfigurableIOManager):
             version=getattr(version, "value", version),
             run_id=context.run_id,
         )
-        extra: dict[str, object] = {"dagster/table_name": record.table}
+        dataset = self.warehouse.dataset_name(context.asset_key)
+        extra: dict[str, object] = {
+            "dagster/table_name": record.table,
+            NAMESPACE_METADATA_KEY: dataset.namespace,
+            NAME_METADATA_KEY: dataset.name,
+        }
         if not version:  # a plain frame, not a versioned_output: describe it here
             extra |= {VERSION_METADATA_KEY: record.version, **table_metadata(obj)}
         context.add_output_metadata(extra)

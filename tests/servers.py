@@ -15,6 +15,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 UP, SLOW, ERROR, GARBAGE, INVALID = "up", "slow", "error", "garbage", "invalid"
+ECHO = "echo"  # a hostile server: a 500 whose body repeats the credentials it was sent
 REFUSED, CONFLICT = "refused", "conflict"  # a 4xx "no", and a 409 "I already have it"
 
 
@@ -50,6 +51,9 @@ class _Server:
                     time.sleep(outer.slow_s)
                 if outer.mode == ERROR:
                     status, payload = 500, b'{"error": "internal"}'
+                elif outer.mode == ECHO:
+                    echoed = {"error": "bad gateway", "you_sent": dict(self.headers), "path": self.path}
+                    status, payload = 500, json.dumps(echoed).encode()
                 elif outer.mode == GARBAGE:
                     status, payload = 200, b"<html>proxy error</html>"
                 elif outer.mode == REFUSED:
@@ -93,10 +97,17 @@ class ModelServer(_Server):
 
 
 class ToolServer(_Server):
-    """An order system: accepts each idempotency key once, and says "duplicate" after that."""
+    """An order system: accepts each idempotency key once, and says "duplicate" after that.
 
-    def __init__(self, slow_s: float = 3.0):
+    With ``dedupes=False`` it is the order system that ignores the key: every POST is a new
+    order (``orders`` counts them). ``on_order(key)`` runs once an order is taken, before the
+    answer is sent (a test can kill its client right there).
+    """
+
+    def __init__(self, slow_s: float = 3.0, dedupes: bool = True):
         self.accepted: dict[str, dict] = {}
+        self.orders: list[str] = []
+        self.on_order: Callable[[str], None] | None = None
         self._lock = threading.Lock()
 
         def handle(request: BaseHTTPRequestHandler, body: dict) -> tuple[int, bytes]:
@@ -104,10 +115,13 @@ class ToolServer(_Server):
             if key != body.get("idempotency_key"):
                 return 400, b'{"error": "idempotency key mismatch"}'
             with self._lock:
-                if key in self.accepted:
+                if dedupes and key in self.accepted:
                     return 200, json.dumps({"status": "duplicate", "reference": self.accepted[key]["ref"]}).encode()
-                self.accepted[key] = {"ref": f"ORD-{len(self.accepted) + 1:05d}", "body": body}
-                return 201, json.dumps({"status": "accepted", "reference": self.accepted[key]["ref"]}).encode()
+                self.orders.append(key)
+                self.accepted[key] = {"ref": f"ORD-{len(self.orders):05d}", "body": body}
+            if self.on_order is not None:
+                self.on_order(key)
+            return 201, json.dumps({"status": "accepted", "reference": self.accepted[key]["ref"]}).encode()
 
         super().__init__(handle, slow_s)
 

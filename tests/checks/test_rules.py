@@ -284,3 +284,72 @@ def test_rules_load_from_yaml_and_behave_like_python_rules(tmp_path):
 def test_bad_rules_files_are_refused_with_the_reason(text, match):
     with pytest.raises(AgentDefinitionError, match=match):
         load_rules(text)
+
+
+RESTRICTED = RestrictedList(
+    id="restricted",
+    description="never buy a restricted instrument",
+    columns=("instrument_id",),
+    reference="restricted",
+    message="{instrument_id} is restricted",
+)
+
+
+@pytest.mark.parametrize(
+    ("proposed", "broken"),
+    [
+        ("X9", True),
+        ("X9 ", True),  # trailing space
+        (" X9", True),
+        ("x9", True),  # case
+        ("Ｘ９", True),  # full-width
+        ("X9\t", True),
+        (None, True),  # missing: cannot be cleared
+        ("", True),
+        ("   ", True),
+        (float("nan"), True),
+        ("X90", False),
+        ("X1", False),
+    ],
+)
+def test_the_restricted_list_catches_near_spellings_and_never_passes_a_missing_key(proposed, broken):
+    proposals = pd.DataFrame({"instrument_id": pd.Series([proposed], dtype=object)})
+    report = evaluate([RESTRICTED], proposals, {"restricted": pd.DataFrame({"instrument_id": ["X9"]})})
+    assert report.outcomes[0].broken.tolist() == [broken]
+
+
+def test_a_listed_key_written_oddly_in_the_reference_still_bans():
+    proposals = pd.DataFrame({"instrument_id": ["X9", "X1"]})
+    report = evaluate([RESTRICTED], proposals, {"restricted": pd.DataFrame({"instrument_id": [" x9 "]})})
+    assert report.outcomes[0].broken.tolist() == [True, False]
+
+
+@pytest.mark.parametrize(
+    ("op", "value", "broken"),
+    [
+        ("<=", 0.5, False),  # exactly at the limit passes an inclusive bound
+        ("<=", 0.5 + 1e-12, True),
+        ("<", 0.5, True),  # and breaks an exclusive one
+        ("<", 0.5 - 1e-12, False),
+        (">=", 0.5, False),
+        (">=", 0.5 - 1e-12, True),
+        (">", 0.5, True),
+        ("==", 0.5, False),
+        ("!=", 0.5, True),
+    ],
+)
+def test_a_threshold_is_decided_exactly_at_its_limit(op, value, broken):
+    rule = Threshold(id="t", description="", column="x", op=op, value=0.5, message="m")
+    report = evaluate([rule], pd.DataFrame({"x": [value]}))
+    assert report.outcomes[0].broken.tolist() == [broken]
+
+
+def test_a_concentration_exactly_at_its_limit_passes_and_just_above_it_breaks():
+    rule = ConcentrationLimit(id="issuer", description="", group_by="issuer", limit=0.5, message="{group}")
+    holdings = pd.DataFrame({"portfolio_id": ["P1", "P1"], "instrument_id": ["X1", "X2"], "market_value": [40.0, 50.0]})
+    instruments = pd.DataFrame({"instrument_id": ["X1", "X2"], "issuer": ["A", "B"]})
+    refs = {"holdings": holdings, "instruments": instruments}
+    at_limit = pd.DataFrame({"portfolio_id": ["P1"], "instrument_id": ["X1"], "trade_value": [10.0]})  # 50 of 100
+    assert evaluate([rule], at_limit, refs).outcomes[0].broken.tolist() == [False]
+    above = at_limit.assign(trade_value=[10.000001])
+    assert evaluate([rule], above, refs).outcomes[0].broken.tolist() == [True]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 import pytest
@@ -9,9 +10,9 @@ from pandera.typing import Series
 
 from checks.approval_policy import ApprovalPolicy
 from checks.reviewer import Review, Reviewer
-from checks.rule_kinds import Threshold
-from checks.supervisor import BLOCK, DROP, SCHEMA_RULE, Supervisor
-from resources.decision_log import APPROVED, PENDING, REJECTED
+from checks.rule_kinds import Predicate, Threshold
+from checks.supervisor import APPROVAL_SEVERITY, BATCH_BLOCKED, BLOCK, DROP, FINDING_COLUMNS, SCHEMA_RULE, Supervisor
+from resources.decision_log import APPROVED, PENDING, REJECTED, Reason
 from resources.errors import AgentDefinitionError
 
 
@@ -146,3 +147,144 @@ def test_an_unreadable_size_needs_two_approvers():
     with pytest.raises(AgentDefinitionError, match=r"four_eyes_above .* is below above"):
         ApprovalPolicy(id="bad", description="", column="amount", above=20, four_eyes_above=10)
     assert policy.required_approvals(frame).tolist() == [0, 1, 1]
+
+
+@pytest.mark.parametrize(
+    ("size", "required"),
+    [(300.0, 0), (300.01, 1), (-300.01, 1), (500.0, 1), (500.01, 2), (-500.01, 2), (float("nan"), 2)],
+)
+def test_an_approval_policy_is_decided_exactly_at_its_cut_offs(size, required):
+    from checks.approval_policy import ApprovalPolicy
+
+    policy = ApprovalPolicy(id="big", description="", column="amount", above=300, four_eyes_above=500)
+    assert policy.required_approvals(pd.DataFrame({"amount": [size]})).tolist() == [required]
+
+
+def test_a_clean_batch_is_approved_with_no_findings_and_no_approvals():
+    result = Supervisor(schema=Proposals, rules=[LIMIT]).review(_proposals(amount=[10.0, 20.0, 30.0]))
+    assert result.verdicts.tolist() == [APPROVED] * 3
+    assert (result.count(APPROVED), result.count(REJECTED), result.count(PENDING)) == (3, 0, 0)
+    assert result.reasons() == {}
+    assert list(result.findings.columns) == FINDING_COLUMNS and result.findings.empty
+    assert result.required_approvals.tolist() == [0, 0, 0]
+    assert result.required_approvals.index.equals(result.verdicts.index)
+    assert result.blocked is False and result.block_reason == ""
+    assert result.schema.passed and result.rules.counts() == {"limit": 0}
+    assert result.vetoes == {} and result.integrity == {}
+
+
+def test_verdicts_and_reasons_keep_the_proposals_own_index():
+    policy = ApprovalPolicy(id="big", description="", column="amount", above=20, summary="{proposal_id}")
+    frame = _proposals(amount=[10.0, 500.0, 50.0], action=["buy", "buy", "buy"]).set_axis([5, 6, 7])
+    result = Supervisor(schema=Proposals, rules=[LIMIT], approval=policy).review(frame)
+    assert result.verdicts.to_dict() == {5: APPROVED, 6: REJECTED, 7: PENDING}
+    assert result.required_approvals.to_dict() == {5: 0, 6: 0, 7: 1}
+    assert {p: [r.rule for r in rs] for p, rs in result.reasons().items()} == {6: ["limit"], 7: ["big"]}
+
+
+def test_every_reason_names_its_source_and_severity_and_findings_are_numbered():
+    policy = ApprovalPolicy(
+        id="big", description="", column="amount", above=5, four_eyes_above=1000, summary="{amount}"
+    )
+    refs = {"limits": pd.DataFrame({"soft_cap": [40.0]})}
+    frame = _proposals(amount=[10.0, 500.0, 50.0], action=["buy", "buy", "buy"])
+    result = Supervisor(schema=Proposals, rules=[LIMIT], reviewers=[Vetoes()], approval=policy).review(frame, refs)
+    assert result.verdicts.tolist() == [PENDING, REJECTED, REJECTED]
+    assert result.reasons() == {
+        0: (Reason("big", APPROVAL_SEVERITY, "needs 1 approval (big): 10.0"),),
+        1: (Reason("limit", "error", "p2: 500.0 > 100"), Reason("second_opinion", "error", "above the soft cap")),
+        2: (Reason("second_opinion", "error", "above the soft cap"),),
+    }
+    assert APPROVAL_SEVERITY == "approval"
+    assert result.findings.index.tolist() == [0, 1, 2, 3]
+    assert result.vetoes == {"second_opinion": 2}
+
+
+def test_a_rule_rejection_stands_when_a_reviewer_vetoes_nothing():
+    refs = {"limits": pd.DataFrame({"soft_cap": [1000.0]})}
+    result = Supervisor(schema=Proposals, rules=[LIMIT], reviewers=[Vetoes()]).review(_proposals(), refs)
+    assert result.verdicts.tolist() == [APPROVED, REJECTED, APPROVED]
+    assert result.vetoes == {"second_opinion": 0}
+
+
+def test_the_rules_see_the_references():
+    over_cap = Predicate(
+        id="soft_cap",
+        description="",
+        message="{proposal_id} is above the soft cap",
+        test=lambda p, refs: p["amount"] > refs["limits"].loc[0, "soft_cap"],
+    )
+    refs = {"limits": pd.DataFrame({"soft_cap": [40.0]})}
+    result = Supervisor(schema=Proposals, rules=[over_cap]).review(_proposals(), refs)
+    assert result.verdicts.tolist() == [APPROVED, REJECTED, REJECTED]
+    assert [r.message for r in result.reasons()[2]] == ["p3 is above the soft cap"]
+
+
+def test_a_blocked_batch_keeps_every_finding_and_waits_for_no_approval():
+    policy = ApprovalPolicy(id="big", description="", column="amount", above=5)
+    refs = {"limits": pd.DataFrame({"soft_cap": [400.0]})}
+    frame = _proposals(action=["buy", "buy", "buy"])
+    supervisor = Supervisor(schema=Proposals, rules=[LIMIT], reviewers=[Vetoes()], approval=policy, on_rejection=BLOCK)
+    result = supervisor.review(frame, refs, accepted_actions=["sell"])
+    why = "batch blocked: 3 proposal(s) rejected, e.g. action 'buy' is not one its target accepts (hold, sell)"
+    assert result.blocked is True and result.block_reason == why
+    assert result.verdicts.tolist() == [REJECTED] * 3 and result.count(REJECTED) == 3
+    assert result.required_approvals.tolist() == [0, 0, 0]
+    assert result.required_approvals.index.equals(frame.index)
+    assert result.schema.passed and result.rules.counts() == {"limit": 1}
+    assert result.vetoes == {"second_opinion": 1}
+    assert result.integrity == {"accepted_action": 3}
+    assert result.reasons()[1] == (
+        Reason("accepted_action", "error", "action 'buy' is not one its target accepts (hold, sell)"),
+        Reason("limit", "error", "p2: 500.0 > 100"),
+        Reason("second_opinion", "error", "above the soft cap"),
+        Reason(BATCH_BLOCKED, "error", why),
+    )
+
+
+def test_a_schema_block_says_what_failed_on_each_row_and_keeps_the_integrity_findings():
+    policy = ApprovalPolicy(id="big", description="", column="amount", above=5)
+    bad = _proposals(amount=[np.inf, -5.0, 50.0], confidence=[0.9, 2.0, 0.5])
+    result = Supervisor(schema=Proposals, rules=[LIMIT], approval=policy).review(bad)
+    why = "proposals table failed its schema (2 failure case(s))"
+    assert result.blocked is True and result.block_reason == why
+    assert result.rules is None and result.vetoes == {}
+    assert not result.schema.passed and len(result.schema.failure_cases) == 2
+    assert result.required_approvals.tolist() == [0, 0, 0]
+    assert result.required_approvals.index.equals(bad.index)
+    assert result.integrity == {"finite_values": 1}
+    other = f"{why}: another proposal in the batch failed the schema"
+    assert result.reasons() == {
+        0: (
+            Reason("finite_values", "error", "amount is inf: not a finite number"),
+            Reason(SCHEMA_RULE, "error", other),
+        ),
+        1: (
+            Reason(
+                SCHEMA_RULE,
+                "error",
+                f"{why}: amount: greater_than_or_equal_to(0) failed for -5.0; "
+                "confidence: less_than_or_equal_to(1) failed for 2.0",
+            ),
+        ),
+        2: (Reason(SCHEMA_RULE, "error", other),),
+    }
+    assert result.findings.index.tolist() == [0, 1, 2, 3]
+
+
+def test_every_table_wide_schema_failure_is_named():
+    result = Supervisor(schema=Proposals).review(_proposals().drop(columns=["confidence", "rationale"]))
+    assert result.reasons()[2] == (
+        Reason(
+            SCHEMA_RULE,
+            "error",
+            "proposals table failed its schema (2 failure case(s)): "
+            "Proposals: column_in_dataframe (rationale); Proposals: column_in_dataframe (confidence)",
+        ),
+    )
+
+
+def test_the_columns_foureyes_adds_are_not_judged_as_the_agents_proposals():
+    frame = _proposals().assign(tier=np.inf, served_inputs=-np.inf)
+    result = Supervisor(schema=Proposals).review(frame)
+    assert result.verdicts.tolist() == [APPROVED] * 3 and result.integrity == {}

@@ -1,81 +1,105 @@
 """An adversarial agent against the real pipeline: whatever it proposes, the books stay clean.
 
-Hypothesis plays a malicious or broken agent — arbitrary values and types, NaN and infinities,
+Hypothesis plays a malicious or broken agent — near-limit and over-limit trades, wrong
+signs, restricted instruments spelled oddly, actions nobody declared, NaN and infinities,
 missing and extra columns, duplicate keys, forged proposal ids, injection strings — and
-random humans then vote on whatever went to approval (the agent itself included). After every
-example, over everything that reached the books:
+random people then vote on whatever went to approval (the agent itself, in several
+spellings, among them). After every example, everything that reached the books is judged
+by an oracle written from the rules' plain meaning, in plain Python — not by the rule
+engine under test:
 
-* no action executed without an approved verdict (or a granted approval) of its proposal;
-* no executed action breaks a hard rule;
-* no proposal that needed approval executed before it was granted.
+* it is a buy or a sell (what the books accept), of a finite amount whose sign matches;
+* a buy is never of the restricted instrument, however it is spelled;
+* its size is within its portfolio's limit;
+* above 300 it was approved, before it was booked, by enough distinct people (two above
+  500), none of them an agent;
+* each (portfolio, instrument) is booked once.
+
+Most examples are well-behaved enough that something is booked, so the property is about
+real bookings, not vacuously true.
 """
 
 import contextlib
+import datetime as dt
+import math
 import tempfile
+import unicodedata
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from checks.rules import evaluate
-from checks.supervisor import MACHINERY_COLUMNS
-from resources.action_targets import SqlBooksTarget
+from resources.action_targets import booked_actions
 from resources.approvals import APPROVED as GRANTED
-from resources.approvals import ApprovalError
 from resources.control_plane import ControlPlaneResource
-from resources.decision_log import APPROVED, PENDING
 from resources.engine import dispose_all
-from tests.integration.toy_desk import HARD_RULES, LIMITS, RESTRICTED, Trades, desk, run_desk
+from resources.principals import ApprovalError, identity_key
+from tests.integration.toy_desk import desk, run_desk
 
+LIMITS = {"P1": 1000.0, "P2": 600.0}
+RESTRICTED = "x9"
+ONE_APPROVER, TWO_APPROVERS = 300.0, 500.0
 NASTY_TEXT = st.one_of(
     st.text(max_size=12),
     st.sampled_from(["'; DROP TABLE toy_books; --", "{action}", "\\N", "", " ", "X9\n", "../../etc/passwd"]),
 )
-PLAUSIBLE = {  # well-typed values that still try every rule: restricted buys, oversize, wrong signs
-    "portfolio_id": st.sampled_from(["P1", "P2"]),
-    "instrument_id": st.sampled_from(["X1", "X2", "X9"]),
-    "trade_value": st.floats(min_value=-2000, max_value=2000),
-    "action": st.sampled_from(["buy", "sell", "hold"]),
-    "rationale": st.sampled_from(["momentum", "trust me"]),
-    "confidence": st.floats(0, 1),
-    "proposal_id": st.sampled_from(["P1-X1", "forged"]),
-}
 NASTY = {
     "portfolio_id": st.one_of(st.sampled_from(["P3"]), NASTY_TEXT, st.none(), st.integers()),
-    "instrument_id": st.one_of(st.sampled_from(["x9", "X9 "]), NASTY_TEXT, st.none()),
+    "instrument_id": st.one_of(st.sampled_from(["X1", "X9", "x9 "]), NASTY_TEXT, st.none()),
     "trade_value": st.one_of(
         st.floats(allow_nan=True, allow_infinity=True),
         st.integers(-(10**12), 10**12),
         st.sampled_from([None, "1e3", "lots"]),
     ),
-    "action": st.one_of(st.sampled_from(["BUY", "execute_all"]), NASTY_TEXT, st.none()),
+    "action": st.one_of(st.sampled_from(["buy", "sell", "hold", "liquidate_everything", "BUY"]), NASTY_TEXT, st.none()),
     "rationale": st.one_of(NASTY_TEXT, st.none()),
     "confidence": st.one_of(st.floats(allow_nan=True), st.sampled_from([None, "high", 7.0])),
     "proposal_id": NASTY_TEXT,
 }
-CELLS = {name: st.one_of(PLAUSIBLE[name], PLAUSIBLE[name], NASTY[name]) for name in PLAUSIBLE}
 
 
-@st.composite
-def plausible_row(draw) -> dict:
-    """Mostly consistent (sign matches side, sizes near the limits), sometimes not."""
-    row = {name: draw(strategy) for name, strategy in PLAUSIBLE.items()}
-    size = draw(st.floats(min_value=1, max_value=1500))
-    consistent = draw(st.sampled_from([True, True, True, False]))
-    sign = {"buy": 1, "sell": -1, "hold": 0}[row["action"]] * (1 if consistent else -1)
-    row["trade_value"] = sign * size if row["action"] != "hold" or not consistent else 0.0
-    return row
+ORDINARY = ["X1", "X2", "X3", "X4", "X5", "X6", "X7"]
+RESTRICTED_SPELLINGS = ["X9", "x9", "X9 ", " X9", "Ｘ９", "X9\t"]
+SIZES_AT_THE_EDGE = [300.0, 500.0, 600.0, 1000.0, 300.01, 500.01, 600.01, 1000.01]
+
+
+def trade(rng) -> dict:
+    """A typed trade near the limits, drawn with the odds a careless agent has: a fifth of the
+    instruments restricted, a fifth of the signs wrong, a third of the sizes above the approval
+    limit, and one row in twenty carrying something the schema refuses."""
+    portfolio = rng.choice(["P1", "P2"])
+    action = rng.choice(["buy", "buy", "buy", "sell", "sell", "hold"])
+    size = (
+        rng.choice(SIZES_AT_THE_EDGE) if rng.random() < 0.15 else rng.uniform(1, 299 if rng.random() < 0.66 else 1200)
+    )
+    value = {"buy": 1, "sell": -1}.get(action, 0) * (-1 if rng.random() < 0.2 else 1) * size
+    if rng.random() < 0.05:
+        twist = rng.choice(["action", "inf", "-inf", "nan"])
+        action = rng.choice(["liquidate_everything", "BUY"]) if twist == "action" else action
+        value = value if twist == "action" else float(twist)
+    return {
+        "portfolio_id": portfolio,
+        "instrument_id": rng.choice(RESTRICTED_SPELLINGS) if rng.random() < 0.2 else rng.choice(ORDINARY),
+        "trade_value": value,
+        "action": action,
+        "rationale": "momentum",
+        "confidence": rng.random(),
+    }
 
 
 @st.composite
 def adversarial_proposals(draw) -> pd.DataFrame:
-    """Two thirds plausible (typed, one proposal per holding, trying every rule), one third anything."""
-    if draw(st.sampled_from(["plausible", "plausible", "anything"])) == "plausible":
-        rows = draw(st.lists(plausible_row(), min_size=1, max_size=6))
-        return pd.DataFrame(rows, columns=list(PLAUSIBLE)).drop_duplicates(["portfolio_id", "instrument_id"])
-    frame = pd.DataFrame(draw(st.lists(st.fixed_dictionaries(CELLS), max_size=8)), columns=list(CELLS))
-    for column in draw(st.sets(st.sampled_from(list(CELLS)), max_size=2)):
+    """Nine in ten typed (trying every rule, keys sometimes repeated), one in ten anything at all."""
+    rng = draw(st.randoms(use_true_random=True))  # seeded by hypothesis; the odds above hold as written
+    if rng.random() < 0.9:
+        frame = pd.DataFrame([trade(rng) for _ in range(rng.randint(1, 6))])
+        if rng.random() < 0.75:  # three times in four, one proposal per holding
+            frame = frame.drop_duplicates(["portfolio_id", "instrument_id"])
+        return frame
+    frame = pd.DataFrame(draw(st.lists(st.fixed_dictionaries(NASTY), max_size=8)), columns=list(NASTY))
+    for column in draw(st.sets(st.sampled_from(list(NASTY)), max_size=2)):
         frame = frame.drop(columns=[column])
     if draw(st.booleans()):
         frame["approved"] = True  # the agent claims its own approval: it must not matter
@@ -84,53 +108,70 @@ def adversarial_proposals(draw) -> pd.DataFrame:
 
 VOTES = st.lists(
     st.tuples(
-        st.sampled_from(["alice", "bob", "agent:toy", "alice"]),
-        st.sampled_from(["approve", "approve", "reject"]),
+        st.sampled_from(["alice", "bob", "carol", "Alice", "agent:toy", "toy", "AGENT : TOY"]),
+        st.sampled_from(["approve", "approve", "approve", "reject"]),
     ),
+    min_size=1,
     max_size=4,
 )
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(proposals=adversarial_proposals(), votes=VOTES)
-def test_nothing_an_adversarial_agent_proposes_reaches_the_books_unsupervised(proposals, votes):
-    with tempfile.TemporaryDirectory() as home:
-        url = f"sqlite:///{Path(home) / 'desk.db'}"
-        defs = desk(propose=lambda ctx: proposals.copy())
-        run_desk(url, defs)
-        control = ControlPlaneResource(url=url)
-        for approval in control.approvals.find(status="pending"):
-            for who, decision in votes:
-                # a refusal (self-approval, second vote, already decided) is exactly what must happen
-                with contextlib.suppress(ApprovalError):
-                    control.approvals.decide(approval.approval_id, by=who, decision=decision, reason="hypothesis")
-        run_desk(url, defs, only_executor=True)  # what the approvals sensor would launch
-        _assert_books_are_clean(url, control)
-        dispose_all()
+def test_nothing_an_adversarial_agent_proposes_reaches_the_books_unsupervised():
+    outcomes: Counter = Counter()
+
+    @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(proposals=adversarial_proposals(), votes=VOTES)
+    def check(proposals, votes):
+        with tempfile.TemporaryDirectory() as home:
+            url = f"sqlite:///{Path(home) / 'desk.db'}"
+            defs = desk(propose=lambda ctx: proposals.copy())
+            run_desk(url, defs)
+            control = ControlPlaneResource(url=url)
+            for approval in control.approvals.find(status="pending"):
+                for who, decision in votes:
+                    # a refusal (an agent voting, a second vote, already decided) is exactly what must happen
+                    with contextlib.suppress(ApprovalError):
+                        control.approvals.decide(approval.approval_id, by=who, decision=decision, reason="hypothesis")
+            run_desk(url, defs, only_executor=True)  # what the approvals sensor would launch
+            booked = booked_actions(url, "toy_books")
+            outcomes["booked" if booked else "nothing booked"] += 1
+            _judge(booked, control)
+            dispose_all()
+
+    check()
+    assert outcomes["booked"] >= 0.5 * sum(outcomes.values()), outcomes  # the property is about real bookings
 
 
-def _assert_books_are_clean(url: str, control: ControlPlaneResource) -> None:
-    booked = SqlBooksTarget(url=url, table="toy_books").booked()
-    event(f"actions booked: {'some' if booked else 'none'}")
-    if not booked:
-        return
-    supervisions = control.decision_log.latest_supervisions("toy", "d1")
-    decisions = {d.proposal_id: d for s in supervisions for d in control.decision_log.of_supervision(s.supervision_id)}
+def _judge(booked: list[dict], control: ControlPlaneResource) -> None:
+    """The oracle: each booked row against the plain meaning of the rules, from the proposal it came from."""
+    decisions = {d.proposal_id: d for d in control.decision_log.for_partition("toy", "d1")}
     approvals = {a.proposal_id: a for a in control.approvals.find(agent="toy")}
+    seen = set()
     for row in booked:
-        decision = decisions[row["proposal_id"]]
-        assert decision.verdict in (APPROVED, PENDING), (row, decision)
-        if decision.verdict == PENDING:
+        proposal = decisions[row["proposal_id"]].proposal
+        action, value = proposal["action"], proposal["trade_value"]
+        portfolio, instrument = proposal["portfolio_id"], proposal["instrument_id"]
+        assert row["action"] == action and action in ("buy", "sell"), row
+        assert isinstance(value, float) and math.isfinite(value), proposal
+        assert (value > 0) if action == "buy" else (value < 0), proposal
+        assert not (action == "buy" and _folded(instrument) == RESTRICTED), proposal
+        assert portfolio in LIMITS and abs(value) <= LIMITS[portfolio], proposal
+        assert (portfolio, instrument) not in seen, f"booked twice: {portfolio} {instrument}"
+        seen.add((portfolio, instrument))
+        if abs(value) > ONE_APPROVER:
             approval = approvals[row["proposal_id"]]
-            assert approval.status == GRANTED, (row, approval)
-            assert approval.decided_at <= row["booked_at"].replace(tzinfo=approval.decided_at.tzinfo)
-            assert "agent:toy" not in approval.approvers
-            assert len(set(approval.approvers)) >= approval.required
-    executed = pd.DataFrame([decisions[r["proposal_id"]].proposal for r in booked])
-    assert set(executed["tier"]) == {"FULL"}
-    Trades.validate(executed.drop(columns=list(MACHINERY_COLUMNS)).astype({"trade_value": float, "confidence": float}))
-    report = evaluate(HARD_RULES, executed.astype({"trade_value": float}), {"restricted": RESTRICTED, "limits": LIMITS})
-    assert not report.rejected().any(), report.findings()
+            people = {identity_key(v.approver) for v in approval.votes if v.decision == "approve"}
+            assert approval.status == GRANTED and approval.decided_at <= _aware(row["booked_at"]), approval
+            assert not people & {identity_key("toy"), identity_key("agent:toy")}, approval
+            assert len(people) >= (2 if abs(value) > TWO_APPROVERS else 1), approval
+
+
+def _folded(text: object) -> object:
+    return unicodedata.normalize("NFKC", text).strip().casefold() if isinstance(text, str) else text
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def test_the_adversary_can_reach_the_books_when_it_behaves():
@@ -149,5 +190,5 @@ def test_the_adversary_can_reach_the_books_when_it_behaves():
         url = f"sqlite:///{Path(home) / 'desk.db'}"
         result = run_desk(url, desk(propose=lambda ctx: good.copy()))
         assert result.success
-        assert len(SqlBooksTarget(url=url, table="toy_books").booked()) == 1
+        assert len(booked_actions(url, "toy_books")) == 1
         dispose_all()

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from agent_assets.daily_run import run_business_day
 from agent_assets.definitions import build_definitions
 from agent_assets.sensors import APPROVALS_SENSOR
-from resources.action_targets import SqlBooksTarget
+from resources.action_targets import booked_actions
 from resources.approvals import APPROVED, EXPIRED, PENDING, REJECTED
 from resources.control_plane import ControlPlaneResource
 from resources.control_schema import approvals as approvals_table
@@ -33,6 +33,10 @@ def _cli(home, *args: str) -> subprocess.CompletedProcess:
         check=False,
         timeout=120,
     )
+
+
+def _booked(settings) -> list[dict]:
+    return booked_actions(settings.warehouse_url, "margin_calls_issued")
 
 
 def _tick(defs, instance, cursor=None):
@@ -69,10 +73,9 @@ def pending_day(tmp_path):
 def test_four_eyes_approval_through_the_cli_then_the_sensor_executes_it_once(pending_day):
     home, settings, defs, instance = pending_day
     control = ControlPlaneResource(url=settings.control_url)
-    books = SqlBooksTarget(url=settings.warehouse_url, table="margin_calls_issued")
     pending = control.approvals.find(status=PENDING, agent="margin_calls")
     big = next(a for a in pending if a.required == 2)
-    assert big.proposal_id not in {r["proposal_id"] for r in books.booked()}  # pending never executes early
+    assert big.proposal_id not in {r["proposal_id"] for r in _booked(settings)}  # pending never executes early
 
     listing = _cli(home, "approvals", "list", "--agent", "margin_calls")
     assert listing.returncode == 0 and big.approval_id[:12] in listing.stdout and "0/2" in listing.stdout
@@ -91,7 +94,7 @@ def test_four_eyes_approval_through_the_cli_then_the_sensor_executes_it_once(pen
         (DAY, [dg.AssetKey("margin_calls_actions")])
     ]
     assert _launch(defs, instance, tick.run_requests[0]).success
-    booked = [r for r in books.booked() if r["proposal_id"] == big.proposal_id]
+    booked = [r for r in _booked(settings) if r["proposal_id"] == big.proposal_id]
     assert len(booked) == 1
     assert booked[0]["booked_at"].replace(tzinfo=None) >= control.approvals.get(big.approval_id).decided_at.replace(
         tzinfo=None
@@ -101,7 +104,7 @@ def test_four_eyes_approval_through_the_cli_then_the_sensor_executes_it_once(pen
     again = _tick(defs, instance, tick.cursor)
     assert [r.run_key for r in again.run_requests] == [tick.run_requests[0].run_key]
     assert _launch(defs, instance, again.run_requests[0]).success
-    assert len([r for r in books.booked() if r["proposal_id"] == big.proposal_id]) == 1
+    assert len([r for r in _booked(settings) if r["proposal_id"] == big.proposal_id]) == 1
 
     history = _cli(home, "approvals", "list", "--status", "all", "--format", "json")
     votes = next(a for a in __import__("json").loads(history.stdout) if a["approval_id"] == big.approval_id)["votes"]
@@ -114,7 +117,6 @@ def test_four_eyes_approval_through_the_cli_then_the_sensor_executes_it_once(pen
 def test_rejected_and_expired_approvals_never_execute(pending_day):
     _, settings, defs, instance = pending_day
     control = ControlPlaneResource(url=settings.control_url)
-    books = SqlBooksTarget(url=settings.warehouse_url, table="margin_calls_issued")
     pending = control.approvals.find(status=PENDING, agent="margin_calls")
     to_reject, to_expire = pending[0], pending[1]
     control.approvals.decide(to_reject.approval_id, by="carol", decision="reject", reason="disputed MTM")
@@ -135,6 +137,6 @@ def test_rejected_and_expired_approvals_never_execute(pending_day):
     assert job.execute_in_process(
         partition_key=DAY, asset_selection=[dg.AssetKey("margin_calls_actions")], instance=instance
     ).success
-    booked = {r["proposal_id"] for r in books.booked()}
+    booked = {r["proposal_id"] for r in _booked(settings)}
     assert to_reject.proposal_id not in booked and to_expire.proposal_id not in booked
     assert all(a.status != APPROVED for a in (control.approvals.get(to_reject.approval_id), expired))

@@ -21,16 +21,22 @@ def clean_day(tmp_path_factory) -> Path:
     """A home where 2026-11-17 ran clean: the last known good day for every test here."""
     home = tmp_path_factory.mktemp("clean")
     defs = build_definitions(FoureyesSettings.from_env({"FOUREYES_HOME": str(home)}))
-    assert run_business_day(defs, "2026-11-17", dg.DagsterInstance.ephemeral()).success
+    assert run_business_day(defs, "2026-11-17", _instance(home)).success
     dispose_all()
     return home
+
+
+def _instance(home: Path) -> dg.DagsterInstance:
+    """The Dagster instance kept in the home: its record is what "good" is read from, so it is copied too."""
+    (home / "dagster").mkdir(exist_ok=True)
+    return dg.DagsterInstance.local_temp(tempdir=str(home / "dagster"))
 
 
 def _faulty_day(clean: Path, tmp_path: Path, faults: str, days=("2026-11-18",)) -> FoureyesSettings:
     home = tmp_path / "home"
     shutil.copytree(clean, home)
     settings = replace(FoureyesSettings.from_env({"FOUREYES_HOME": str(home)}), faults=faults)
-    instance = dg.DagsterInstance.ephemeral()
+    instance = _instance(home)
     for day in days:
         run_business_day(build_definitions(settings), day, instance)
     return settings
@@ -56,12 +62,17 @@ def test_a_bad_feed_partition_is_replaced_by_the_last_good_one_and_the_output_sa
     run = control.agent_runs.latest("var_risk", "2026-11-18")
     stale = {i["input"]: i for i in run.inputs if i["stale"]}
     assert list(stale) == [feed]
-    assert (stale[feed]["requested"], stale[feed]["served"], stale[feed]["age_business_days"]) == (
+    assert (stale[feed]["requested"], stale[feed]["served"], stale[feed]["age"], stale[feed]["age_unit"]) == (
         "2026-11-18",
         "2026-11-17",
         1,
+        "business day",
     )
-    assert stale[feed]["reason"].startswith(f"requested partition {failed}")
+    reason = stale[feed]["reason"]
+    if failed == "missing":
+        assert reason == "requested partition missing"
+    else:  # every blocking check that failed, by name
+        assert reason.startswith("requested partition failed ") and failed.split()[-1] in reason.split(" ", 3)[3]
     assert run.tier == "CONSTRAINED"
 
     proposals = (
@@ -109,7 +120,10 @@ def test_past_the_maximum_staleness_the_baseline_reports(clean_day, tmp_path):
     assert control.agent_runs.latest("margin_calls", "2026-11-18").tier == "CONSTRAINED"
     run = control.agent_runs.latest("margin_calls", "2026-11-19")
     assert run.tier == "PASS_THROUGH"
-    assert "exposures: served 2026-11-17 for 2026-11-19 (2 business days old, beyond the 1-day limit" in run.tier_reason
+    assert (
+        "exposures: served 2026-11-17 for 2026-11-19 (2 business days old, beyond the 1-business day limit"
+        in run.tier_reason
+    )
     report = (
         SqlWarehouseResource(url=settings.warehouse_url).read_partition("margin_calls_proposals", "2026-11-19").frame
     )

@@ -7,7 +7,7 @@ import dagster as dg
 from agent_assets.daily_run import run_business_day
 from agent_assets.definitions import build_definitions
 from agent_assets.trace import trace
-from resources.action_targets import SqlBooksTarget
+from resources.action_targets import booked_actions
 from resources.control_plane import ControlPlaneResource
 from resources.decision_log import APPROVED, PENDING, REJECTED
 from resources.receipts import EXECUTED
@@ -49,7 +49,7 @@ def test_supervised_week_books_only_approved_actions_once(settings):
 
     booked_counts = {}
     for agent, table in BOOKS.items():
-        booked = SqlBooksTarget(url=settings.warehouse_url, table=table).booked()
+        booked = booked_actions(settings.warehouse_url, table)
         booked_counts[agent] = len(booked)
         decisions = [d for day in DAYS for d in _latest_decisions(control, agent, day)]
         approved = {d.proposal_id for d in decisions if d.verdict == APPROVED and d.action != "hold"}
@@ -79,7 +79,7 @@ def test_supervised_week_books_only_approved_actions_once(settings):
     assert checks["schema"].passed and checks["freshness"].passed
     run = control.agent_runs.latest("var_risk", "2026-11-18")
     assert run.tier == "CONSTRAINED"
-    assert [(i["input"], i["served"], i["age_business_days"]) for i in run.inputs if i["stale"]] == [
+    assert [(i["input"], i["served"], i["age"]) for i in run.inputs if i["stale"]] == [
         ("market_prices", "2026-11-17", 1)
     ]
     assert all(d.tier == "CONSTRAINED" for d in _latest_decisions(control, "var_risk", "2026-11-18"))
@@ -90,7 +90,7 @@ def test_supervised_week_books_only_approved_actions_once(settings):
     for day in DAYS:
         assert _run(settings, day, instance).success
     for agent, table in BOOKS.items():
-        assert len(SqlBooksTarget(url=settings.warehouse_url, table=table).booked()) == booked_counts[agent]
+        assert len(booked_actions(settings.warehouse_url, table)) == booked_counts[agent]
     actions = SqlWarehouseResource(url=settings.warehouse_url).read_partition("var_risk_actions", "2026-11-19").frame
     assert set(actions["status"]) == {"already_executed"}
     assert actions["detail"].str.startswith("delivered").all()
@@ -134,7 +134,7 @@ def test_a_failing_step_sends_fail_with_the_error(settings):
     assert "input 'market_prices' lacks column(s) ['close']" in holdings
     # with no good price file on record at all, not even the baseline can report: a clear FAIL
     var_risk = fails["agent_assets.var_risk_proposals"]["run"]["facets"]["errorMessage"]["message"]
-    assert "var_risk has no usable market_prices" in var_risk and "failed schema" in var_risk
+    assert "var_risk has no usable market_prices" in var_risk and "schema; no good partition before it" in var_risk
 
 
 def test_a_missing_feed_fails_ingestion_clearly_and_the_agents_still_run(settings):

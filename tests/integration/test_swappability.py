@@ -15,12 +15,9 @@ from tests.integration.toy_desk import desk, momentum_trader, run_desk
 
 
 def _booked(url: str) -> set[tuple[str, str]]:
-    from resources.action_targets import SqlBooksTarget
+    from resources.action_targets import booked_actions
 
-    return {
-        (json.loads(r["payload"])["instrument_id"], r["action"])
-        for r in SqlBooksTarget(url=url, table="toy_books").booked()
-    }
+    return {(json.loads(r["payload"])["instrument_id"], r["action"]) for r in booked_actions(url, "toy_books")}
 
 
 def _verdicts(url: str) -> dict[str, str]:
@@ -79,6 +76,10 @@ class NotebookTarget(ActionTarget):
     kind = "notebook"
     path: str
 
+    @property
+    def deduplicates(self) -> bool:
+        return True  # it checks every key it already wrote
+
     def execute(self, action) -> TargetResult:
         path = Path(self.path)
         seen = {json.loads(line)["key"] for line in path.read_text().splitlines()} if path.exists() else set()
@@ -103,8 +104,10 @@ class NotebookTarget(ActionTarget):
 
 def test_swap_the_executor_target(db_url, tmp_path: Path):
     notebook = tmp_path / "actions.jsonl"
-    assert run_desk(db_url, desk(), books=NotebookTarget(path=str(notebook))).success
-    assert run_desk(db_url, desk(), books=NotebookTarget(path=str(notebook))).success  # re-run: no duplicates
+    assert run_desk(db_url, desk(), books=NotebookTarget(path=str(notebook), actions=["buy", "sell"])).success
+    assert run_desk(
+        db_url, desk(), books=NotebookTarget(path=str(notebook), actions=["buy", "sell"])
+    ).success  # re-run: no duplicates
     lines = [json.loads(line) for line in notebook.read_text().splitlines()]
     assert [(line["instrument"], line["action"]) for line in lines] == [("X2", "sell")]
     assert _booked(db_url) == set()

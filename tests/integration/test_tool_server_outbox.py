@@ -5,9 +5,6 @@ back each one is delivered exactly once — even a trade it accepted while we ti
 """
 
 import datetime as dt
-import os
-import subprocess
-import sys
 
 import dagster as dg
 import pytest
@@ -24,7 +21,7 @@ from resources.http_target import HttpToolTarget
 from resources.outbox import DELIVERED, FAILED, QUEUED
 from resources.settings import FoureyesSettings
 from resources.warehouse import SqlWarehouseResource
-from tests.conftest import ROOT
+from tests.helpers import cli as run_cli
 from tests.servers import CONFLICT, ERROR, GARBAGE, REFUSED, SLOW, UP, ToolServer
 
 DAY = "2026-11-20"
@@ -37,10 +34,12 @@ def order_system():
     server.stop()
 
 
-def _setup(tmp_path, server):
+def _setup(tmp_path, server, *, honours_key: bool = True):
     settings = FoureyesSettings.from_env({"FOUREYES_HOME": str(tmp_path), "FOUREYES_ORDER_SYSTEM_URL": server.url})
-    defs = build_definitions(settings, overrides={"order_system": HttpToolTarget(url=server.url, timeout_s=0.5)})
-    return settings, defs
+    target = HttpToolTarget(
+        url=server.url, timeout_s=0.5, actions=["buy", "sell", "escalate"], honours_idempotency_key=honours_key
+    )
+    return settings, build_definitions(settings, overrides={"order_system": target})
 
 
 def _approved_keys(control: ControlPlaneResource) -> set[str]:
@@ -140,19 +139,9 @@ def test_the_cli_lists_and_retries_the_outbox(tmp_path, order_system):
     order_system.mode = ERROR
     defs = build_definitions(settings)  # the CLI uses the same environment, so the same default timeout
     assert run_business_day(defs, DAY, dg.DagsterInstance.ephemeral()).success
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FOUREYES_")}
-    env |= {"FOUREYES_HOME": str(tmp_path), "FOUREYES_ORDER_SYSTEM_URL": order_system.url}
 
     def cli(*args):
-        return subprocess.run(
-            [sys.executable, "-m", "agent_assets.cli", *args],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=120,
-        )
+        return run_cli(*args, home=tmp_path, timeout=120, FOUREYES_ORDER_SYSTEM_URL=order_system.url)
 
     listing = cli("outbox", "list", "--agent", "rebalancing")
     assert listing.returncode == 0 and "queued" in listing.stdout and "500" in listing.stdout

@@ -1,9 +1,7 @@
 """The trace end to end: a bad partition two hops up, a rewritten input, a decision, the blast radius."""
 
 import json
-import os
 import subprocess
-import sys
 from dataclasses import replace
 
 import dagster as dg
@@ -13,12 +11,14 @@ from agent_assets.daily_run import run_business_day
 from agent_assets.definitions import build_definitions
 from agent_assets.trace import downstream, trace
 from agent_assets.trace_format import format_dot, format_mermaid, format_text
+from resources.check_record import DagsterRecords
 from resources.control_plane import ControlPlaneResource
 from resources.engine import dispose_all
 from resources.lineage_facets import SCHEMA_DIR
 from resources.settings import FoureyesSettings
 from resources.warehouse import SqlWarehouseResource
-from tests.conftest import ROOT, assert_valid_openlineage
+from tests.conftest import assert_valid_openlineage
+from tests.helpers import cli, home_instance
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def bad_vendor_day(tmp_path_factory) -> FoureyesSettings:
     """Two days; on the second the vendor delivered NaN prices (two hops upstream of holdings)."""
     home = tmp_path_factory.mktemp("trace")
     settings = FoureyesSettings.from_env({"FOUREYES_HOME": str(home)})
-    instance = dg.DagsterInstance.ephemeral()
+    instance = home_instance(home)
     assert run_business_day(build_definitions(settings), "2026-11-17", instance).success
     faulty = replace(settings, faults="vendor_prices:2026-11-18=nan_prices")
     run_business_day(build_definitions(faulty), "2026-11-18", instance)
@@ -39,9 +39,13 @@ def _tools(settings):
     return control, SqlWarehouseResource(url=settings.warehouse_url)
 
 
+def _records(settings) -> DagsterRecords:
+    return DagsterRecords(home_instance(settings.home), build_definitions(settings).resolve_asset_graph())
+
+
 def test_the_trace_names_the_bad_partition_two_hops_up_as_the_root_cause(bad_vendor_day):
     control, warehouse = _tools(bad_vendor_day)
-    result = trace(control.lineage_store, warehouse, "holdings", "2026-11-18", quality=control.quality)
+    result = trace(control.lineage_store, warehouse, "holdings", "2026-11-18", records=_records(bad_vendor_day))
     labels = [hop.label for hop, _ in result.root.walk()]
     assert labels[:4] == [
         "holdings[2026-11-18]",
@@ -65,7 +69,9 @@ def test_the_trace_names_the_bad_partition_two_hops_up_as_the_root_cause(bad_ven
 
 def test_the_agent_output_of_that_day_was_degraded_not_corrupted(bad_vendor_day):
     control, warehouse = _tools(bad_vendor_day)
-    result = trace(control.lineage_store, warehouse, "var_risk_proposals", "2026-11-18", quality=control.quality)
+    result = trace(
+        control.lineage_store, warehouse, "var_risk_proposals", "2026-11-18", records=_records(bad_vendor_day)
+    )
     prices = next(hop for hop in result.root.inputs if hop.dataset == "market_prices")
     assert (prices.requested, prices.partition) == ("2026-11-18", "2026-11-17")
     assert "failed no_missing_prices" in prices.staleness and prices.suspects
@@ -93,15 +99,17 @@ def test_the_blast_radius_of_the_bad_partition(bad_vendor_day):
 
 def test_a_rewritten_input_shows_the_version_read_and_flags_the_output(tmp_path):
     settings = FoureyesSettings.from_env({"FOUREYES_HOME": str(tmp_path)})  # the dataset names hold the path
-    assert run_business_day(build_definitions(settings), "2026-11-17", dg.DagsterInstance.ephemeral()).success
+    assert run_business_day(build_definitions(settings), "2026-11-17", home_instance(tmp_path)).success
     control, warehouse = _tools(settings)
     read = warehouse.partition_record("positions", "2026-11-17").version
     # positions of the 17th are re-delivered (a correction) after var_risk used them
     job = build_definitions(replace(settings, faults="positions:2026-11-17=stale")).resolve_job_def("market_data_daily")
-    assert job.execute_in_process(partition_key="2026-11-17", asset_selection=[dg.AssetKey("positions")]).success
+    assert job.execute_in_process(
+        partition_key="2026-11-17", asset_selection=[dg.AssetKey("positions")], instance=home_instance(tmp_path)
+    ).success
     now = warehouse.partition_record("positions", "2026-11-17").version
     assert now != read
-    result = trace(control.lineage_store, warehouse, "var_risk_proposals", "2026-11-17", quality=control.quality)
+    result = trace(control.lineage_store, warehouse, "var_risk_proposals", "2026-11-17", records=_records(settings))
     positions = next(hop for hop in result.root.inputs if hop.dataset == "positions")
     assert (positions.version, positions.current_version) == (read, now)
     assert any(s.startswith("superseded") for s in positions.suspects)
@@ -111,16 +119,7 @@ def test_a_rewritten_input_shows_the_version_read_and_flags_the_output(tmp_path)
 
 
 def _cli(settings: FoureyesSettings, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FOUREYES_")} | {"FOUREYES_HOME": str(settings.home)}
-    return subprocess.run(
-        [sys.executable, "-m", "agent_assets.cli", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    return cli(*args, home=settings.home, timeout=120)
 
 
 def test_the_cli_traces_a_decision_and_renders_every_format(bad_vendor_day):

@@ -10,156 +10,32 @@ headless Chromium opens the asset graph and saves a screenshot in ``test-artifac
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import signal
 import subprocess
-import sys
-import time
-from collections.abc import Callable
-from pathlib import Path
 
 import pytest
-from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
 from tests.conftest import ROOT
-from tests.servers import free_port
+from tests.dagster_dev import (
+    ASSET_KEYS,
+    BACKFILL,
+    BIN,
+    CHECK_EXECUTIONS,
+    FINISHED,
+    LAUNCH_BACKFILL,
+    Webserver,
+    dagster_dev,
+    wait_for,
+)
 
-BIN = Path(sys.executable).parent
 ARTIFACTS = ROOT / "test-artifacts"
-FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
 DAY = "2026-11-19"
-
-RUNS = """
-query Runs($filter: RunsFilter) {
-  runsOrError(filter: $filter) { ... on Runs { results { runId status tags { key value } } } }
-}"""
-CHECK_EXECUTIONS = """
-query Checks($key: AssetKeyInput!, $check: String!, $partition: String) {
-  assetCheckExecutions(assetKey: $key, checkName: $check, partition: $partition, limit: 1) {
-    status
-    evaluation { success partition metadataEntries { label ... on MarkdownMetadataEntry { mdStr } } }
-  }
-}"""
-MATERIALIZATIONS = """
-query Materializations($key: AssetKeyInput!, $partition: String!) {
-  assetOrError(assetKey: $key) {
-    ... on Asset {
-      assetMaterializations(partitions: [$partition], limit: 1) {
-        runId
-        partition
-        metadataEntries {
-          label
-          ... on MarkdownMetadataEntry { mdStr }
-          ... on TextMetadataEntry { text }
-          ... on IntMetadataEntry { intValue }
-        }
-      }
-    }
-  }
-}"""
-LAUNCH_BACKFILL = """
-mutation Backfill($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message }
-  }
-}"""
-BACKFILL = """
-query Backfill($id: String!) {
-  partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { status } }
-}"""
-ASSET_KEYS = """
-{ assetNodes { assetKey { path } groupName isPartitioned } }
-"""
-
-
-def _wait_for(condition: Callable[[], object], what: str, timeout: float = 300.0, every: float = 1.0) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-class Webserver:
-    """A running `dagster dev` and the ways the tests talk to it."""
-
-    def __init__(self, port: int, env: dict[str, str], log: Path):
-        self.port, self.env, self.log = port, env, log
-        self.client = DagsterGraphQLClient("127.0.0.1", port_number=port)
-
-    def query(self, document: str, **variables) -> dict:
-        return self.client._execute(document, variables)
-
-    def runs(self, job: str | None = None, **tags: str) -> list[dict]:
-        run_filter: dict = {"tags": [{"key": k, "value": v} for k, v in tags.items()]}
-        if job:
-            run_filter["pipelineName"] = job
-        return self.query(RUNS, filter=run_filter)["runsOrError"]["results"]
-
-    def finished_runs(self, job: str | None = None, count: int = 1, **tags: str) -> list[dict]:
-        def done():
-            found = self.runs(job, **tags)
-            return found if len(found) >= count and all(r["status"] in FINISHED for r in found) else None
-
-        return _wait_for(done, f"{count} finished {job or ''} run(s) tagged {tags} (see {self.log})")
-
-    def materialization(self, asset: str, partition: str) -> dict[str, object]:
-        found = self.query(MATERIALIZATIONS, key={"path": [asset]}, partition=partition)
-        (event,) = found["assetOrError"]["assetMaterializations"]
-        return {e["label"]: e.get("mdStr", e.get("text", e.get("intValue"))) for e in event["metadataEntries"]} | {
-            "_run": event["runId"]
-        }
-
-    def foureyes(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [str(BIN / "foureyes"), *args], env=self.env, cwd=ROOT, capture_output=True, text=True, check=False
-        )
 
 
 @pytest.fixture(scope="module")
 def webserver(tmp_path_factory) -> Webserver:
-    home = tmp_path_factory.mktemp("webserver")
-    dagster_home = home / "dagster"
-    dagster_home.mkdir()
-    shutil.copy(ROOT / "deploy" / "dagster.yaml", dagster_home / "dagster.yaml")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FOUREYES_", "DAGSTER_"))}
-    env |= {"FOUREYES_HOME": str(home / "foureyes"), "DAGSTER_HOME": str(dagster_home)}
-    port = free_port()
-    log = home / "dagster-dev.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    server = Webserver(port, env, log)
-
-    def loaded():
-        assert process.poll() is None, log.read_text()[-4000:]
-        try:
-            return server.query(ASSET_KEYS)["assetNodes"]
-        except (DagsterGraphQLClientError, OSError, KeyError):
-            return None
-
-    try:
-        _wait_for(loaded, "the webserver to load the code location", timeout=240)
+    with dagster_dev(tmp_path_factory.mktemp("webserver"), ROOT / "deploy" / "dagster.yaml") as server:
         yield server
-    finally:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def test_the_graph_reads_as_the_patterns(webserver):
@@ -171,7 +47,7 @@ def test_the_graph_reads_as_the_patterns(webserver):
 
 def test_a_launched_materialisation_runs_the_agents_and_reads_back_through_graphql(webserver):
     run_id = webserver.client.submit_job_execution("market_data_daily", tags={"dagster/partition": DAY})
-    _wait_for(lambda: webserver.client.get_run_status(run_id).value in FINISHED, "the market-data run")
+    wait_for(lambda: webserver.client.get_run_status(run_id).value in FINISHED, "the market-data run")
     assert webserver.client.get_run_status(run_id).value == "SUCCESS", webserver.log.read_text()[-4000:]
 
     (agents_run,) = webserver.finished_runs("foureyes_daily", **{"dagster/partition": DAY})  # the sensor's
@@ -220,7 +96,7 @@ def test_a_backfill_over_a_partition_range_as_the_ui_launches_it(webserver):
         status = webserver.query(BACKFILL, id=backfill)["partitionBackfillOrError"]["status"]
         return status if status in {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED"} else None
 
-    assert _wait_for(settled, f"backfill {backfill}", timeout=600, every=2) in {"COMPLETED", "COMPLETED_SUCCESS"}
+    assert wait_for(settled, f"backfill {backfill}", timeout=600, every=2) in {"COMPLETED", "COMPLETED_SUCCESS"}
     for day in ("2026-11-16", "2026-11-17"):
         done = webserver.foureyes("decisions", "-a", "margin_calls", "-p", day, "--format", "json")
         assert done.returncode == 0, done.stderr

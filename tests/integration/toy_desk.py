@@ -89,7 +89,7 @@ APPROVAL = ApprovalPolicy(
     four_eyes_above=500,
     summary="{portfolio_id} {action} {trade_value}",
 )
-REFERENCES = [AssetInput("restricted", partitioned=False), AssetInput("limits", partitioned=False)]
+REFERENCES = [AssetInput("restricted"), AssetInput("limits")]
 
 
 def momentum_trader(ctx):
@@ -111,18 +111,20 @@ def desk(
     approval=APPROVAL,
     on_rejection="drop",
     liveness=DEFAULT_LIVENESS,
+    schema=Trades,
+    references=REFERENCES,
 ):
     """The toy agent's definitions: swap any stage through the arguments."""
     return define_agent(
         "toy",
         inputs=[AssetInput("signals")],
         propose=propose,
-        proposals_schema=Trades,
+        proposals_schema=schema,
         natural_key=["portfolio_id", "instrument_id"],
         rules=rules,
         reviewers=reviewers,
         approval=approval,
-        references=REFERENCES,
+        references=references,
         on_rejection=on_rejection,
         target="books",
         partitions_def=DAYS,
@@ -140,7 +142,7 @@ def resources(url: str, books=None) -> dict:
         "fallback": FallbackResource(warehouse=warehouse, control_plane=control_plane),
         "models": ModelChainResource(control_url=url),
         "lineage": OpenLineageResource(control_url=url),
-        "books": books or SqlBooksTarget(url=url, table="toy_books"),
+        "books": books or SqlBooksTarget(url=url, table="toy_books", actions=["buy", "sell"]),
     }
 
 

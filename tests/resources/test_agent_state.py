@@ -62,6 +62,21 @@ def test_silent_and_overdue_are_both_stuck(db_url):
     assert overdue.kind == OVERDUE and str(overdue) == "proposing for 11m (limit 10m)"
 
 
+def test_stuck_is_decided_exactly_at_its_limits():
+    from resources.agent_state import AgentState
+
+    now = dt.datetime(2026, 11, 20, 3, 0, tzinfo=dt.UTC)
+    limits = Liveness(stuck_after=dt.timedelta(minutes=10), beat_every=dt.timedelta(seconds=15))
+    tick = dt.timedelta(microseconds=1)
+    state = AgentState("a", "p", PROPOSING, "r", now, now, limits, None)
+    assert state.stuck(now + dt.timedelta(seconds=60)) is None  # exactly four beats silent: not yet
+    assert state.stuck(now + dt.timedelta(seconds=60) + tick).kind == SILENT
+    beating = dataclasses.replace(state, beat_at=now + dt.timedelta(minutes=10))
+    assert beating.stuck(now + dt.timedelta(minutes=10)) is None  # exactly at stuck_after: not yet
+    assert beating.stuck(now + dt.timedelta(minutes=10) + tick).kind == OVERDUE
+    assert dataclasses.replace(state, phase=IDLE).stuck(now + dt.timedelta(days=9)) is None  # idle is never stuck
+
+
 def test_settle_closes_an_abandoned_phase_only_if_nothing_reported_since(db_url):
     state = ControlPlaneResource(url=db_url).state
     state.report("var_risk", "2026-11-20", PROPOSING, run_id="dead")

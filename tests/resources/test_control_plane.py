@@ -13,7 +13,7 @@ from resources.control_plane import ControlPlaneResource
 from resources.decision_log import APPROVED, REJECTED, Decision, Reason, SupervisionRecord
 from resources.engine import dispose_all, engine_for, write_transaction
 from resources.errors import ControlPlaneError
-from resources.outbox import CANCELLED, DELIVERED, FAILED, LEASE, QUEUED, OutboxEntry, backoff
+from resources.outbox import CANCELLED, DELIVERED, FAILED, IN_DOUBT, QUEUED, OutboxEntry, backoff
 from resources.receipts import EXECUTED, idempotency_key
 
 
@@ -115,8 +115,12 @@ def test_a_lease_keeps_other_runs_out_until_it_ends(db_url):
     _queue(control)
     assert control.outbox.lease("k1", "run-1")
     assert not control.outbox.lease("k1", "run-2")
-    later = dt.datetime.now(dt.UTC) + LEASE + dt.timedelta(seconds=1)
-    assert control.outbox.lease("k1", "run-2", now=later)  # run-1 crashed mid-delivery: retried, same key
+    ends = control.outbox.get("k1").lease_until
+    assert not control.outbox.lease("k1", "run-2", now=ends, reclaim=True)  # at its end exactly: still held
+    after = ends + dt.timedelta(microseconds=1)
+    assert control.outbox.get("k1").interrupted(after)
+    assert not control.outbox.lease("k1", "run-2", now=after)  # run-1 crashed mid-delivery: may have arrived
+    assert control.outbox.lease("k1", "run-2", now=after, reclaim=True)  # a deduplicating target: resent
 
 
 def test_transient_failures_back_off_and_refusals_wait_for_a_human(db_url):
@@ -135,6 +139,19 @@ def test_transient_failures_back_off_and_refusals_wait_for_a_human(db_url):
     assert control.outbox.get("k1").status == QUEUED
     assert control.outbox.cancel("k1", "superseded").status == CANCELLED
     assert not control.outbox.lease("k1", "run-3", force=True)
+
+
+def test_an_action_in_doubt_is_sent_again_only_when_a_human_names_it(db_url):
+    control = ControlPlaneResource(url=db_url)
+    _queue(control)
+    assert control.outbox.lease("k1", "run-1")
+    doubtful = control.outbox.in_doubt("k1", "timed out after sending")
+    assert doubtful.status == IN_DOUBT and doubtful.attempts == 0
+    assert not control.outbox.lease("k1", "run-2", force=True, reclaim=True)
+    assert control.outbox.retry_now() == 0  # "retry everything" leaves it alone
+    assert control.outbox.get("k1").status == IN_DOUBT
+    assert control.outbox.retry_now(["k1"]) == 1  # named by the operator
+    assert control.outbox.lease("k1", "run-3")
 
 
 def test_concurrent_deliveries_of_one_action_let_exactly_one_run_send_it(db_url):

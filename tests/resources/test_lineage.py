@@ -105,7 +105,10 @@ def test_a_failing_step_sends_fail_with_its_inputs(db_url):
     assert [i["name"].rsplit(".", 1)[-1] for i in fail["inputs"]] == ["quotes"]
 
 
-def test_an_unusable_lineage_store_never_fails_the_asset(tmp_path, caplog):
+def test_an_unusable_lineage_store_never_fails_the_asset(tmp_path, caplog, monkeypatch):
+    import resources.lineage
+
+    monkeypatch.setattr(resources.lineage, "_warned", set())  # warned once per process: this test's process
     lineage = OpenLineageResource(control_url="sqlite:////proc/no/such/dir/control.db")
     with caplog.at_level(logging.WARNING, logger="foureyes.lineage"):
         result = _materialize(f"sqlite:///{tmp_path}/w.db", lineage, quotes)

@@ -1,0 +1,36 @@
+"""What many tests need the same way: a Dagster instance kept in a home, and the CLI run as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+from tests.conftest import ROOT
+
+
+def home_instance(home: Path) -> dg.DagsterInstance:
+    """A persistent Dagster instance in ``home/dagster``: Dagster's record travels with the home."""
+    dagster_home = home / "dagster"
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    if not (dagster_home / "dagster.yaml").exists():
+        (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return dg.DagsterInstance.from_config(str(dagster_home))
+
+
+def cli(*args: str, home: Path, timeout: float = 600, **settings: str) -> subprocess.CompletedProcess:
+    """``foureyes ARGS`` on the embedded default under ``home`` (its instance in ``home/dagster``)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FOUREYES_", "DAGSTER_HOME", "OPENLINEAGE"))}
+    env |= {"FOUREYES_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"), **settings}
+    return subprocess.run(
+        [sys.executable, "-m", "agent_assets.cli", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
