@@ -9,10 +9,7 @@ process the same day's close.
 
 from __future__ import annotations
 
-import datetime as dt
-
 import dagster as dg
-import pandas as pd
 
 BUSINESS_DAY_CRON = "0 0 * * 1-5"
 PARTITION_FORMAT = "%Y-%m-%d"
@@ -23,10 +20,13 @@ def business_days(start: str = FIRST_BUSINESS_DAY, timezone: str = "UTC") -> dg.
     """Daily partitions on weekdays only.
 
     Examples:
-        .. code-block:: python
-
-            @dg.asset(partitions_def=business_days())
-            def prices(context): ...
+        >>> import dagster as dg
+        >>> import foureyes
+        >>> days = foureyes.business_days(start="2026-11-16")
+        >>> days.get_partition_keys_in_range(dg.PartitionKeyRange("2026-11-20", "2026-11-23"))
+        ['2026-11-20', '2026-11-23']
+        >>> @dg.asset(partitions_def=days)
+        ... def prices() -> None: ...
     """
     return dg.TimeWindowPartitionsDefinition(
         cron_schedule=BUSINESS_DAY_CRON, fmt=PARTITION_FORMAT, start=start, timezone=timezone, end_offset=1
@@ -34,18 +34,3 @@ def business_days(start: str = FIRST_BUSINESS_DAY, timezone: str = "UTC") -> dg.
 
 
 BUSINESS_DAYS = business_days()
-
-
-def business_days_between(first: str, last: str) -> list[str]:
-    """Partition keys of every business day from ``first`` to ``last`` inclusive."""
-    return [d.strftime(PARTITION_FORMAT) for d in pd.bdate_range(first, last)]
-
-
-def business_days_ending(last: str, count: int) -> list[str]:
-    """The ``count`` business days ending on ``last`` (inclusive), oldest first."""
-    return [d.strftime(PARTITION_FORMAT) for d in pd.bdate_range(end=last, periods=count)]
-
-
-def previous_business_day(key: str) -> str:
-    day = dt.date.fromisoformat(key)
-    return (pd.Timestamp(day) - pd.offsets.BDay(1)).strftime(PARTITION_FORMAT)

@@ -33,9 +33,9 @@ import pandas as pd
 from bench_results import RESULTS
 from local_postgres import fresh_database, start_postgres
 
-from agent_assets.calendar import business_days
-from resources.asset_inputs import AssetInput
-from resources.fallback import LastKnownGood
+from foureyes.calendar import business_days
+from foureyes.resources.asset_inputs import AssetInput
+from foureyes.resources.fallback.inputs import LastKnownGood
 
 FAILED_SHARE = 0.03
 DAYS = business_days("2024-01-01")

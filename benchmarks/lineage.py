@@ -33,9 +33,9 @@ import numpy as np
 from bench_results import RESULTS
 from local_postgres import fresh_database, start_postgres
 
-from agent_assets.trace import trace_dataset
-from resources.control_plane import control_engine
-from resources.lineage_store import LineageStore
+from foureyes.observe.lineage_trace import trace_dataset
+from foureyes.resources.control_plane.resource import control_engine
+from foureyes.resources.lineage.store import LineageStore
 
 DEPTH = 5
 NAMESPACE = "postgres://warehouse:5432"

@@ -38,18 +38,18 @@ import dagster as dg
 import pandas as pd
 from bench_results import RESULTS
 
-from agent_assets.agent import AgentSpec, ProposalContext
-from agent_assets.calendar import BUSINESS_DAYS, business_days_ending
-from agent_assets.daily_run import QUIET
-from agent_assets.definitions import DAILY_JOB, MARKET_DATA_JOB, build_definitions
-from agent_assets.margin_calls import MARGIN_CALLS
-from agent_assets.rebalancing import REBALANCING
-from agent_assets.var_risk import VAR_RISK
-from checks.supervisor import HOLD
-from resources.asset_inputs import AssetInput
-from resources.engine import engine_for
-from resources.settings import FoureyesSettings
-from resources.warehouse import SqlWarehouseResource
+from foureyes.agent import AgentSpec, ProposalContext
+from foureyes.checks.supervisor import HOLD
+from foureyes.examples.finance_desk.calendar import BUSINESS_DAYS, business_days_ending
+from foureyes.examples.finance_desk.daily_run import QUIET
+from foureyes.examples.finance_desk.definitions import DAILY_JOB, MARKET_DATA_JOB, build_definitions
+from foureyes.examples.finance_desk.margin_calls import MARGIN_CALLS
+from foureyes.examples.finance_desk.rebalancing import REBALANCING
+from foureyes.examples.finance_desk.var_risk import VAR_RISK
+from foureyes.resources.asset_inputs import AssetInput
+from foureyes.resources.engine import engine_for
+from foureyes.resources.settings import FoureyesSettings
+from foureyes.resources.warehouse.store import SqlWarehouseResource
 
 AGENTS = (VAR_RISK, MARGIN_CALLS, REBALANCING)
 GOAL = 1.2

@@ -34,15 +34,15 @@ import pandera.pandas as pa
 from bench_results import RESULTS
 from pandera.typing import Series
 
-from agent_assets.agent import AssetInput, define_agent
-from agent_assets.daily_run import QUIET
-from agent_assets.definitions import build_resources
-from checks.rule_kinds import ConcentrationLimit, Expression, RestrictedList, Threshold
-from checks.rules import Join
-from checks.supervisor import Supervisor
-from resources.action_targets import SqlBooksTarget, booked_actions
-from resources.settings import FoureyesSettings
-from resources.warehouse import versioned_output
+from foureyes.agent import AssetInput, define_agent
+from foureyes.checks.rule_kinds import ConcentrationLimit, Expression, RestrictedList, Threshold
+from foureyes.checks.rules import Join
+from foureyes.checks.supervisor import Supervisor
+from foureyes.examples.finance_desk.daily_run import QUIET
+from foureyes.examples.finance_desk.definitions import build_resources
+from foureyes.resources.settings import FoureyesSettings
+from foureyes.resources.targets.base import SqlBooksTarget, booked_actions
+from foureyes.resources.warehouse.store import versioned_output
 
 PORTFOLIOS, INSTRUMENTS = 200, 2000
 GOAL = 500_000

@@ -39,10 +39,10 @@ import sqlalchemy as sa
 from bench_results import RESULTS
 from local_postgres import fresh_database, start_postgres
 
-from resources.dataset_version import dataset_version
-from resources.engine import engine_for
-from resources.markdown import markdown_table
-from resources.warehouse import CATALOG_TABLE, PartitionedSqlIOManager, SqlWarehouseResource
+from foureyes.resources.engine import engine_for
+from foureyes.resources.markdown import markdown_table
+from foureyes.resources.warehouse.store import CATALOG_TABLE, PartitionedSqlIOManager, SqlWarehouseResource
+from foureyes.resources.warehouse.versions import dataset_version
 
 ASSET = "bench_prices"  # foureyes' table
 PANDAS_TABLE = "bench_prices_pandas"

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from checks.rules import RowFilter
-from resources.errors import AgentDefinitionError
+from foureyes.checks.rules import RowFilter
+from foureyes.resources.errors import AgentDefinitionError
 
 
 @dataclass(frozen=True)

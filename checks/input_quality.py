@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import dagster as dg
 import pandas as pd
 
-from resources.asset_inputs import AssetInput
-from resources.fallback import FallbackResource
+from foureyes.resources.asset_inputs import AssetInput
+from foureyes.resources.fallback.inputs import FallbackResource
 
 Test = Callable[[pd.DataFrame, str, Mapping[str, pd.DataFrame]], tuple[bool, str]]
 
@@ -74,10 +74,13 @@ def input_quality_checks(quality: InputQuality, partitions_def: dg.PartitionsDef
     """The asset checks of one input asset, one blocking check (severity WARN) per assertion.
 
     Examples:
-        .. code-block:: python
-
-            prices_quality = InputQuality("market_prices", assertions=[...])
-            defs = dg.Definitions(assets=[...], asset_checks=[input_quality_checks(prices_quality, days)])
+        >>> import dagster as dg
+        >>> from foureyes.checks import InputQuality, QualityAssertion, input_quality_checks
+        >>> no_gaps = QualityAssertion("no_missing_close", "Every price has a close",
+        ...                            lambda frame, partition, refs: (frame["close"].notna().all(), "missing closes"))
+        >>> days = dg.DailyPartitionsDefinition("2026-01-01")
+        >>> checks = input_quality_checks(InputQuality("prices", assertions=[no_gaps]), days)
+        >>> defs = dg.Definitions(assets=[dg.AssetSpec("prices", partitions_def=days)], asset_checks=[checks])
     """
     with warnings.catch_warnings():  # partitioned check specs are a Dagster preview feature
         warnings.simplefilter("ignore", dg.PreviewWarning)
@@ -98,10 +101,10 @@ def input_quality_checks(quality: InputQuality, partitions_def: dg.PartitionsDef
         name=f"{quality.key.to_python_identifier()}_quality",
         description=f"Input quality of {quality.asset}: each partition judged as it is written.",
     )
-    def _check(context: dg.AssetCheckExecutionContext, fallback: FallbackResource):
+    def _check(context: dg.AssetCheckExecutionContext, foureyes_fallback: FallbackResource):
         partition = context.partition_key
         checked = AssetInput(quality.asset, judged=False)
-        with fallback.server(context.op_execution_context) as inputs:
+        with foureyes_fallback.server(context.op_execution_context) as inputs:  # the FALLBACK resource
             frame = inputs.load(checked, partition)
             refs = {r.name: inputs.load(r, partition) for r in quality.references}
         outcomes = assess(quality, frame, partition, refs)

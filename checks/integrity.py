@@ -22,7 +22,7 @@ from collections.abc import Collection, Sequence
 import numpy as np
 import pandas as pd
 
-from checks.rules import is_blank
+from foureyes.checks.rules import is_blank
 
 FINITE, KEY_PRESENT, UNIQUE_KEY, ACCEPTED_ACTION = (
     "finite_values",

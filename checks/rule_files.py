@@ -31,9 +31,9 @@ from pathlib import Path
 
 import yaml
 
-from checks.rule_kinds import rule_from_dict
-from checks.rules import Rule
-from resources.errors import AgentDefinitionError
+from foureyes.checks.rule_kinds import rule_from_dict
+from foureyes.checks.rules import Rule
+from foureyes.resources.errors import AgentDefinitionError
 
 
 def load_rules(source: str | Path) -> tuple[Rule, ...]:

@@ -24,8 +24,8 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from checks.rules import Join, References, Rule, RuleFinding, is_blank
-from resources.errors import AgentDefinitionError
+from foureyes.checks.rules import Join, References, Rule, RuleFinding, is_blank
+from foureyes.resources.errors import AgentDefinitionError
 
 COMPARATORS: dict[str, Callable] = {
     "<": operator.lt,

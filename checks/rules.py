@@ -22,7 +22,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from resources.errors import AgentDefinitionError
+from foureyes.resources.errors import AgentDefinitionError
 
 ERROR, WARN = "error", "warn"
 References = Mapping[str, pd.DataFrame]

@@ -21,23 +21,24 @@ from collections.abc import Sequence
 import dagster as dg
 import pandas as pd
 
-from checks.integrity import INTEGRITY_RULES
-from checks.supervisor import BLOCK, HOLD, Supervision, Supervisor
-from checks.verdict_summary import summarise_decisions
-from resources.agent_runs import AgentRunRecord
-from resources.agent_state import DEFAULT_LIVENESS, SUPERVISING, Liveness
-from resources.approvals import ApprovalRequest
-from resources.asset_inputs import AssetInput
-from resources.control_plane import ControlPlaneResource
-from resources.decision_log import APPROVED, FAILED, PENDING, REJECTED, Decision, SupervisionRecord
-from resources.errors import InputDataError
-from resources.fallback import InputServer
-from resources.json_values import json_records
-from resources.markdown import markdown_table
-from resources.outbox import OutboxEntry
-from resources.principals import agent_principal
-from resources.receipts import idempotency_key
-from resources.redaction import scrub
+from foureyes.checks.integrity import INTEGRITY_RULES
+from foureyes.checks.supervisor import BLOCK, HOLD, Supervision, Supervisor
+from foureyes.checks.verdict_summary import summarise_decisions
+from foureyes.resources.asset_inputs import AssetInput
+from foureyes.resources.control_plane.agent_runs import AgentRunRecord
+from foureyes.resources.control_plane.agent_state import DEFAULT_LIVENESS, SUPERVISING, Liveness
+from foureyes.resources.control_plane.approvals import ApprovalRequest
+from foureyes.resources.control_plane.decisions import APPROVED, FAILED, PENDING, REJECTED, Decision, SupervisionRecord
+from foureyes.resources.control_plane.outbox import OutboxEntry
+from foureyes.resources.control_plane.principals import agent_principal
+from foureyes.resources.control_plane.receipts import idempotency_key
+from foureyes.resources.control_plane.resource import ControlPlaneResource
+from foureyes.resources.errors import InputDataError
+from foureyes.resources.fallback.inputs import InputServer
+from foureyes.resources.json_values import json_records
+from foureyes.resources.markdown import markdown_table
+from foureyes.resources.redaction import scrub
+from foureyes.resources.resource_keys import CONTROL_PLANE, DEFAULT_TARGET, FALLBACK, INPUT_IO_MANAGER, WAREHOUSE
 
 SCHEMA_CHECK = "proposals_schema"
 RULES_CHECK = "business_rules"
@@ -54,7 +55,8 @@ def supervision_checks(
     partitions_def: dg.PartitionsDefinition | None,
     supervisor: Supervisor,
     references: Sequence[AssetInput] = (),
-    target: str = "books",
+    target: str = DEFAULT_TARGET,
+    actions: Sequence[str] | None = None,
     liveness: Liveness = DEFAULT_LIVENESS,
 ) -> dg.AssetChecksDefinition:
     """Build the blocking asset checks that supervise one agent's proposals.
@@ -80,15 +82,15 @@ def supervision_checks(
         specs=specs,
         name=f"{agent}_supervisor",
         description=f"Supervisor of {agent}: one verdict per proposal, written to the decision log.",
-        required_resource_keys={"warehouse", "control_plane", "fallback", target},
+        required_resource_keys={WAREHOUSE, CONTROL_PLANE, FALLBACK, INPUT_IO_MANAGER, target},
     )
     def _supervise(context: dg.AssetCheckExecutionContext):
         partition = context.partition_key if partitions_def is not None else None
-        control_plane: ControlPlaneResource = context.resources.control_plane
+        control_plane: ControlPlaneResource = getattr(context.resources, CONTROL_PLANE)
         with control_plane.state.tracking(
             agent, partition or "", SUPERVISING, run_id=context.run.run_id, liveness=liveness
         ):
-            stored = context.resources.warehouse.read_partition(proposals_key, partition)
+            stored = getattr(context.resources, WAREHOUSE).read_partition(proposals_key, partition)
             try:
                 results = _supervised(context, partition, stored)
             except Exception as exc:  # a supervision that breaks is recorded as failed, and blocks
@@ -96,12 +98,12 @@ def supervision_checks(
         yield from results
 
     def _supervised(context, partition, stored) -> list[dg.AssetCheckResult]:
-        control_plane = context.resources.control_plane
+        control_plane = getattr(context.resources, CONTROL_PLANE)
         proposals = stored.frame
         agent_run = control_plane.agent_runs.latest(agent, partition or "", stored.record.version)
-        with context.resources.fallback.server(context.op_execution_context) as inputs:
+        with getattr(context.resources, FALLBACK).server(context.op_execution_context) as inputs:
             refs = _references_as_served(inputs, references, partition, agent_run)
-        accepted = getattr(context.resources, target).actions
+        accepted = accepted_actions(actions, getattr(context.resources, target).actions)
         supervision = supervisor.review(proposals, refs, accepted_actions=accepted)
         record = SupervisionRecord(
             supervision_id=uuid.uuid4().hex,
@@ -150,7 +152,7 @@ def supervision_checks(
             run_id=context.run.run_id,
             status=FAILED,
         )
-        context.resources.control_plane.decision_log.record([], supervision=record)
+        getattr(context.resources, CONTROL_PLANE).decision_log.record([], supervision=record)
         metadata = {"proposals_version": version, "supervision_id": record.supervision_id, "failure": why}
         return [
             dg.AssetCheckResult(
@@ -189,6 +191,18 @@ def _references_as_served(
             raise InputDataError(f"the supervisor cannot read {ref.asset}: {resolved.describe()}")
         frames[ref.name] = resolved.frame
     return frames
+
+
+def accepted_actions(agent_actions: Sequence[str] | None, target_actions: Sequence[str] | None) -> list[str] | None:
+    """What may be executed: the actions the agent declares that its target also accepts.
+
+    A target that declares none (SQL books shared by agents) accepts what each agent declares.
+    """
+    if target_actions is None:
+        return list(agent_actions) if agent_actions is not None else None
+    if agent_actions is None:
+        return list(target_actions)
+    return [a for a in agent_actions if a in target_actions]
 
 
 def _specs(proposals_key, partitions_def, supervisor: Supervisor, references) -> list[dg.AssetCheckSpec]:

@@ -3,7 +3,7 @@
 "Never let an agent be its own judge." The supervisor sees the proposals and reference data
 and decides each proposal, in this order:
 
-0. integrity (``checks.integrity``) — finite numbers, one proposal per natural key, an action
+0. integrity (``foureyes.checks.integrity``) — finite numbers, one proposal per natural key, an action
    the target accepts — whatever the schema says; a proposal that breaks it is rejected;
 1. the pandera schema — a table that fails it is rejected whole (the batch is blocked);
 2. the business rules — an ``error`` finding rejects the proposal, a ``warn`` is recorded;
@@ -24,13 +24,13 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from checks.approval_policy import ApprovalPolicy
-from checks.integrity import HOLD, INTEGRITY_RULES, integrity_findings
-from checks.proposal_schema import ProposalsSchema, SchemaReport, validate_proposals
-from checks.reviewer import Reviewer
-from checks.rules import ERROR, References, Rule, RuleReport, evaluate
-from resources.decision_log import APPROVED, PENDING, REJECTED, Reason
-from resources.errors import AgentDefinitionError
+from foureyes.checks.approval_policy import ApprovalPolicy
+from foureyes.checks.integrity import HOLD, INTEGRITY_RULES, integrity_findings
+from foureyes.checks.proposal_schema import ProposalsSchema, SchemaReport, validate_proposals
+from foureyes.checks.reviewer import Reviewer
+from foureyes.checks.rules import ERROR, References, Rule, RuleReport, evaluate
+from foureyes.resources.control_plane.decisions import APPROVED, PENDING, REJECTED, Reason
+from foureyes.resources.errors import AgentDefinitionError
 
 DROP, BLOCK = "drop", "block"
 SCHEMA_RULE = "proposals_schema"

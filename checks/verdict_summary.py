@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from resources.decision_log import APPROVED, PENDING, READING_ORDER, REJECTED, Decision
-from resources.markdown import markdown_table
+from foureyes.resources.control_plane.decisions import APPROVED, PENDING, READING_ORDER, REJECTED, Decision
+from foureyes.resources.markdown import markdown_table
 
 SHOWN = 20
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import dagster as dg
 import pandas as pd
 
-from resources.errors import InputDataError
+from foureyes.resources.errors import InputDataError
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from resources.errors import ConfigurationError, StoreUnavailableError
-from resources.redaction import redact_url, scrub
+from foureyes.resources.errors import ConfigurationError, StoreUnavailableError
+from foureyes.resources.redaction import redact_url, scrub
 
 _WRITE_OPTION = "foureyes_write"
 _COPY_FROM = 200  # below this many rows, COPY's own round trips cost more than one INSERT batch

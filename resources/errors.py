@@ -50,16 +50,8 @@ class InputDataError(FoureyesError):
     """An input partition cannot be used as it is (missing columns, unusable values)."""
 
 
-class MissingFeedError(FoureyesError):
-    """A data feed did not deliver a partition."""
-
-
 class LineageNotFoundError(FoureyesError):
     """No lineage is recorded for the asked-for output."""
-
-
-class FaultSpecError(FoureyesError):
-    """A fault-injection setting names an unknown fault, asset or partition."""
 
 
 class AgentDefinitionError(FoureyesError):

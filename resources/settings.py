@@ -1,7 +1,7 @@
 """Where foureyes keeps its state, read once from the environment where Definitions are built.
 
 Assets never read the environment themselves: `FoureyesSettings.from_env()` is called by
-`agent_assets.definitions` (and by the CLI, which must agree with it), and the values are
+``foureyes.definitions`` (and by the CLI, which must agree with it), and the values are
 passed into resources as typed fields. A value that came from the process environment is
 handed to resources as ``dg.EnvVar(name)`` (``configured``), never as its text: Dagster
 stores resource configuration in its run snapshots, and a URL may carry a password.
@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from resources.engine import check_store_url
-from resources.errors import ConfigurationError
-from resources.redaction import register_url
+from foureyes.resources.engine import check_store_url
+from foureyes.resources.errors import ConfigurationError
+from foureyes.resources.redaction import register_url
 
 DEFAULT_HOME = ".foureyes"
 DEFAULT_NAMESPACE = "foureyes"
@@ -25,8 +25,6 @@ SECRET_BEARING = (  # settings whose values may carry credentials: passed to res
     "FOUREYES_WAREHOUSE_URL",
     "FOUREYES_CONTROL_URL",
     "FOUREYES_MODELS",
-    "FOUREYES_ORDER_SYSTEM_URL",
-    "FOUREYES_COLLATERAL_SYSTEM_URL",
 )
 
 
@@ -35,11 +33,11 @@ class FoureyesSettings:
     """The handful of settings that decide where data, decisions and lineage live.
 
     ``FOUREYES_MODELS`` lists model endpoints tried before the agents' local policies;
-    ``FOUREYES_ORDER_SYSTEM_URL`` / ``FOUREYES_COLLATERAL_SYSTEM_URL`` send rebalancing trades
-    and margin calls to HTTP tool servers instead of the SQL books.
+    ``FOUREYES_LINEAGE`` says where lineage goes (``both``, ``store``, ``external``).
 
     Examples:
-        >>> s = FoureyesSettings.from_env({"FOUREYES_HOME": "/tmp/fe"})
+        >>> import foureyes
+        >>> s = foureyes.FoureyesSettings.from_env({"FOUREYES_HOME": "/tmp/fe"})
         >>> s.warehouse_url
         'sqlite:////tmp/fe/warehouse.db'
     """
@@ -48,10 +46,7 @@ class FoureyesSettings:
     warehouse_url: str
     control_url: str
     namespace: str = DEFAULT_NAMESPACE
-    faults: str = ""
     models: tuple[tuple[str, str], ...] = ()
-    order_system_url: str | None = None
-    collateral_system_url: str | None = None
     lineage_mode: str = "both"
     timezone: str = "UTC"
     from_process_env: frozenset[str] = frozenset()  # the variables read from os.environ
@@ -69,10 +64,7 @@ class FoureyesSettings:
             warehouse_url=_store_url(env, "FOUREYES_WAREHOUSE_URL", home, "warehouse.db"),
             control_url=_store_url(env, "FOUREYES_CONTROL_URL", home, "control.db"),
             namespace=env.get("FOUREYES_NAMESPACE") or DEFAULT_NAMESPACE,
-            faults=env.get("FOUREYES_FAULTS", ""),
             models=parse_models(env.get("FOUREYES_MODELS", "")),
-            order_system_url=env.get("FOUREYES_ORDER_SYSTEM_URL") or None,
-            collateral_system_url=env.get("FOUREYES_COLLATERAL_SYSTEM_URL") or None,
             lineage_mode=_choice(env, "FOUREYES_LINEAGE", ("both", "store", "external"), "both"),
             timezone=_timezone(env.get("FOUREYES_TIMEZONE") or "UTC"),
             from_process_env=frozenset(n for n in SECRET_BEARING if environ is None and env.get(n)),

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from resources.engine import dispose_all
-from resources.lineage_facets import SCHEMA_DIR
-from resources.settings import FoureyesSettings, sqlite_url
+from foureyes.resources.engine import dispose_all
+from foureyes.resources.lineage.facets import SCHEMA_DIR
+from foureyes.resources.settings import FoureyesSettings, sqlite_url
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("FOUREYES_SHARED", ROOT.parent / "shared"))

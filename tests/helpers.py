@@ -26,7 +26,7 @@ def cli(*args: str, home: Path, timeout: float = 600, **settings: str) -> subpro
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FOUREYES_", "DAGSTER_HOME", "OPENLINEAGE"))}
     env |= {"FOUREYES_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"), **settings}
     return subprocess.run(
-        [sys.executable, "-m", "agent_assets.cli", *args],
+        [sys.executable, "-m", "foureyes.cli.main", *args],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -34,3 +34,14 @@ def cli(*args: str, home: Path, timeout: float = 600, **settings: str) -> subpro
         timeout=timeout,
         check=False,
     )
+
+
+def sensor_tick(defs: dg.Definitions, instance: dg.DagsterInstance, sensor: str, cursor: str | None = None):
+    """One evaluation of a foureyes sensor, as the daemon would run it (its control plane bound)."""
+    context = dg.build_sensor_context(
+        instance=instance,
+        cursor=cursor,
+        definitions=defs,
+        resources={"foureyes_control_plane": defs.resources["foureyes_control_plane"]},
+    )
+    return defs.resolve_sensor_def(sensor).evaluate_tick(context)

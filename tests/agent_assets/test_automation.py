@@ -8,8 +8,12 @@ import uuid
 import dagster as dg
 import pytest
 
-from agent_assets.automation import agents_deadline_schedule, market_close_schedule, market_data_arrived_sensor
-from agent_assets.definitions import DAILY_JOB, MARKET_DATA_JOB
+from foureyes.examples.finance_desk.automation import (
+    agents_deadline_schedule,
+    market_close_schedule,
+    market_data_arrived_sensor,
+)
+from foureyes.examples.finance_desk.definitions import DAILY_JOB, MARKET_DATA_JOB
 
 MONDAY_CLOSE = dt.datetime(2026, 11, 23, 18, 30, tzinfo=dt.UTC)
 

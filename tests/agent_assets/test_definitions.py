@@ -15,8 +15,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from agent_assets.definitions import DAILY_JOB, MARKET_DATA_JOB, build_definitions
-from resources.settings import FoureyesSettings
+from foureyes.examples.finance_desk.definitions import DAILY_JOB, MARKET_DATA_JOB, build_definitions
+from foureyes.resources.settings import FoureyesSettings
 from tests.conftest import ROOT
 
 SNAPSHOT = Path(__file__).with_name("definitions_snapshot.json")
@@ -112,19 +112,20 @@ def test_each_agent_materialises_with_its_upstream_on_an_empty_instance(tmp_path
 
 
 def test_the_module_loads_as_dagster_loads_modules_and_materialises_an_agent_with_its_upstream(tmp_path):
-    """`-m agent_assets.definitions` with no `-a`, on a brand-new Dagster home, as the issue typed it."""
+    """The desk module with no `-a`, on a brand-new Dagster home, as the issue typed it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FOUREYES_", "DAGSTER_HOME"))}
     env |= {"FOUREYES_HOME": str(tmp_path / "home"), "DAGSTER_HOME": str(tmp_path / "dagster")}
     (tmp_path / "dagster").mkdir()
     dagster = str(Path(sys.executable).parent / "dagster")
     validate = subprocess.run(
-        [dagster, "definitions", "validate", "-m", "agent_assets.definitions"],
+        [dagster, "definitions", "validate", "-m", "foureyes.examples.finance_desk.definitions"],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert validate.returncode == 0, validate.stderr[-3000:]
     materialize = subprocess.run(
-        [dagster, "asset", "materialize", "-m", "agent_assets.definitions", "--select", "*var_risk_actions",
-         "--partition", "2026-11-20", "--config-json", json.dumps({"execution": {"config": {"in_process": {}}}})],
+        [dagster, "asset", "materialize", "-m", "foureyes.examples.finance_desk.definitions",
+         "--select", "*var_risk_actions", "--partition", "2026-11-20",
+         "--config-json", json.dumps({"execution": {"config": {"in_process": {}}}})],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert materialize.returncode == 0, materialize.stderr[-3000:]

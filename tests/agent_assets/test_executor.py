@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from agent_assets.executor import (
+from foureyes.execute.executor import (
     ACTION_COLUMNS,
     ALREADY_EXECUTED,
     CANCELLED,
@@ -31,17 +31,17 @@ from agent_assets.executor import (
     executable_decisions,
     executor_summary,
 )
-from resources.action_targets import Action, ActionTarget, TargetResult
-from resources.agent_runs import AgentRunRecord
-from resources.approvals import ApprovalRequest
-from resources.control_plane import ControlPlaneResource
-from resources.control_schema import outbox as outbox_table
-from resources.decision_log import APPROVED, PENDING, REJECTED, Decision, SupervisionRecord
-from resources.decision_log import FAILED as SUPERVISION_FAILED
-from resources.engine import write_transaction
-from resources.errors import TargetRefusedError, TargetUnavailableError
-from resources.outbox import DELIVERING, QUEUED, OutboxEntry
-from resources.receipts import idempotency_key
+from foureyes.resources.control_plane.agent_runs import AgentRunRecord
+from foureyes.resources.control_plane.approvals import ApprovalRequest
+from foureyes.resources.control_plane.decisions import APPROVED, PENDING, REJECTED, Decision, SupervisionRecord
+from foureyes.resources.control_plane.decisions import FAILED as SUPERVISION_FAILED
+from foureyes.resources.control_plane.outbox import DELIVERING, QUEUED, OutboxEntry
+from foureyes.resources.control_plane.receipts import idempotency_key
+from foureyes.resources.control_plane.resource import ControlPlaneResource
+from foureyes.resources.control_plane.schema import outbox as outbox_table
+from foureyes.resources.engine import write_transaction
+from foureyes.resources.errors import TargetRefusedError, TargetUnavailableError
+from foureyes.resources.targets.base import Action, ActionTarget, TargetResult
 
 AGENT, DAY = "toy", "2026-11-20"
 

@@ -6,16 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agent_assets import synthetic_market as market
-from agent_assets.faults import (
+from foureyes.examples.finance_desk import synthetic_market as market
+from foureyes.examples.finance_desk.faults import (
     FAULT_KINDS,
     OUTLIER_FACTOR,
+    FaultSpecError,
     corrupt,
     fault_for,
     parse_faults,
 )
-from resources.dataset_version import dataset_version
-from resources.errors import FaultSpecError
+from foureyes.resources.warehouse.versions import dataset_version
 
 
 def test_same_partition_same_data():

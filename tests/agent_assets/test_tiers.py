@@ -2,11 +2,11 @@
 
 import pytest
 
-from agent_assets.tiers import choose_tier, worst
-from resources.agent_runs import CONSTRAINED, FULL, PASS_THROUGH
-from resources.asset_inputs import AssetInput
-from resources.check_record import FAILED_BLOCKING, NOT_CHECKED, PASSED
-from resources.fallback import ServedInput
+from foureyes.propose.tiers import choose_tier, worst
+from foureyes.resources.asset_inputs import AssetInput
+from foureyes.resources.control_plane.agent_runs import CONSTRAINED, FULL, PASS_THROUGH
+from foureyes.resources.fallback.check_record import FAILED_BLOCKING, NOT_CHECKED, PASSED
+from foureyes.resources.fallback.inputs import ServedInput
 
 
 def served(asset: str, status: str = PASSED, *, served_as: str | None = "d5", age: int = 0, usable: bool = True):

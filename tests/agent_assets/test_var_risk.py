@@ -6,13 +6,14 @@ import logging
 
 import pandas as pd
 
-from agent_assets import synthetic_market as market
-from agent_assets.agent import ProposalContext, proposal_ids
-from agent_assets.faults import corrupt
-from agent_assets.var_engine import historical_var, parametric_var
-from agent_assets.var_risk import ESCALATE, REDUCE, VAR_RULES, VarProposals, propose_var_actions
-from checks.supervisor import Supervisor
-from resources.decision_log import APPROVED, REJECTED
+from foureyes.checks.supervisor import Supervisor
+from foureyes.examples.finance_desk import synthetic_market as market
+from foureyes.examples.finance_desk.faults import corrupt
+from foureyes.examples.finance_desk.var_engine import historical_var, parametric_var
+from foureyes.examples.finance_desk.var_risk import ESCALATE, REDUCE, VAR_RULES, VarProposals, propose_var_actions
+from foureyes.propose.context import ProposalContext
+from foureyes.propose.proposals import proposal_ids
+from foureyes.resources.control_plane.decisions import APPROVED, REJECTED
 
 
 def _proposals(partition: str, prices: pd.DataFrame | None = None) -> pd.DataFrame:

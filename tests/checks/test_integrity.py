@@ -8,9 +8,9 @@ import pandera.pandas as pa
 import pytest
 from pandera.typing import Series
 
-from checks.integrity import ACCEPTED_ACTION, FINITE, KEY_PRESENT, UNIQUE_KEY, integrity_findings
-from checks.supervisor import Supervisor
-from resources.decision_log import APPROVED, REJECTED
+from foureyes.checks.integrity import ACCEPTED_ACTION, FINITE, KEY_PRESENT, UNIQUE_KEY, integrity_findings
+from foureyes.checks.supervisor import Supervisor
+from foureyes.resources.control_plane.decisions import APPROVED, REJECTED
 
 KEY = ["portfolio_id", "instrument_id"]
 ACCEPTED = ["buy", "sell"]
@@ -113,8 +113,8 @@ def test_the_supervisor_rejects_what_integrity_finds_even_with_a_lax_schema():
 
 
 def test_an_author_cannot_name_a_rule_like_a_builtin_one():
-    from checks.rule_kinds import Threshold
-    from resources.errors import AgentDefinitionError
+    from foureyes.checks.rule_kinds import Threshold
+    from foureyes.resources.errors import AgentDefinitionError
 
     rule = Threshold(id=FINITE, description="d", column="trade_value", value=1, message="m")
     with pytest.raises(AgentDefinitionError, match=r"rule ids \['finite_values'\] are foureyes' own"):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from checks.rule_files import load_rules
-from checks.rule_kinds import ConcentrationLimit, Expression, Predicate, RestrictedList, Threshold
-from checks.rules import ERROR, WARN, Join, evaluate
-from resources.errors import AgentDefinitionError
+from foureyes.checks.rule_files import load_rules
+from foureyes.checks.rule_kinds import ConcentrationLimit, Expression, Predicate, RestrictedList, Threshold
+from foureyes.checks.rules import ERROR, WARN, Join, evaluate
+from foureyes.resources.errors import AgentDefinitionError
 
 PROPOSALS = pd.DataFrame(
     {

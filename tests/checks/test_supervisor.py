@@ -8,12 +8,20 @@ import pandera.pandas as pa
 import pytest
 from pandera.typing import Series
 
-from checks.approval_policy import ApprovalPolicy
-from checks.reviewer import Review, Reviewer
-from checks.rule_kinds import Predicate, Threshold
-from checks.supervisor import APPROVAL_SEVERITY, BATCH_BLOCKED, BLOCK, DROP, FINDING_COLUMNS, SCHEMA_RULE, Supervisor
-from resources.decision_log import APPROVED, PENDING, REJECTED, Reason
-from resources.errors import AgentDefinitionError
+from foureyes.checks.approval_policy import ApprovalPolicy
+from foureyes.checks.reviewer import Review, Reviewer
+from foureyes.checks.rule_kinds import Predicate, Threshold
+from foureyes.checks.supervisor import (
+    APPROVAL_SEVERITY,
+    BATCH_BLOCKED,
+    BLOCK,
+    DROP,
+    FINDING_COLUMNS,
+    SCHEMA_RULE,
+    Supervisor,
+)
+from foureyes.resources.control_plane.decisions import APPROVED, PENDING, REJECTED, Reason
+from foureyes.resources.errors import AgentDefinitionError
 
 
 class Proposals(pa.DataFrameModel):
@@ -154,7 +162,7 @@ def test_an_unreadable_size_needs_two_approvers():
     [(300.0, 0), (300.01, 1), (-300.01, 1), (500.0, 1), (500.01, 2), (-500.01, 2), (float("nan"), 2)],
 )
 def test_an_approval_policy_is_decided_exactly_at_its_cut_offs(size, required):
-    from checks.approval_policy import ApprovalPolicy
+    from foureyes.checks.approval_policy import ApprovalPolicy
 
     policy = ApprovalPolicy(id="big", description="", column="amount", above=300, four_eyes_above=500)
     assert policy.required_approvals(pd.DataFrame({"amount": [size]})).tolist() == [required]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from checks.verdict_summary import summarise_decisions, verdict_summary
-from resources.control_plane import ControlPlaneResource
-from resources.decision_log import APPROVED, PENDING, REJECTED
+from foureyes.checks.verdict_summary import summarise_decisions, verdict_summary
+from foureyes.resources.control_plane.decisions import APPROVED, PENDING, REJECTED
+from foureyes.resources.control_plane.resource import ControlPlaneResource
 from tests.resources.test_control_plane import _decision, _supervision
 
 # recorded in this order: approvals first, the rejections and the pending one after them

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from agent_assets.definitions import build_definitions
-from resources.http_target import HttpToolTarget
-from resources.settings import FoureyesSettings
+from foureyes.examples.finance_desk.definitions import build_definitions
+from foureyes.resources.settings import FoureyesSettings
+from foureyes.resources.targets.http import HttpToolTarget
 from tests.helpers import home_instance
 
 TRADE_ACTIONS = ["buy", "sell", "escalate"]

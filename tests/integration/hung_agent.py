@@ -10,7 +10,7 @@ import time
 
 import dagster as dg
 
-from resources.agent_state import Liveness
+from foureyes.resources.control_plane.agent_state import Liveness
 from tests.integration.toy_desk import desk, momentum_trader, run_desk
 
 LIVENESS = Liveness(stuck_after=dt.timedelta(seconds=6), beat_every=dt.timedelta(milliseconds=200))

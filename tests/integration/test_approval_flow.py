@@ -8,16 +8,16 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from agent_assets.daily_run import run_business_day
-from agent_assets.definitions import build_definitions
-from agent_assets.sensors import APPROVALS_SENSOR
-from resources.action_targets import booked_actions
-from resources.approvals import APPROVED, EXPIRED, PENDING, REJECTED
-from resources.control_plane import ControlPlaneResource
-from resources.control_schema import approvals as approvals_table
-from resources.engine import engine_for
-from resources.settings import FoureyesSettings
+from foureyes.examples.finance_desk.daily_run import run_business_day
+from foureyes.examples.finance_desk.definitions import build_definitions
+from foureyes.resources.control_plane.approvals import APPROVED, EXPIRED, PENDING, REJECTED
+from foureyes.resources.control_plane.resource import ControlPlaneResource
+from foureyes.resources.control_plane.schema import approvals as approvals_table
+from foureyes.resources.engine import engine_for
+from foureyes.resources.settings import FoureyesSettings
+from foureyes.resources.targets.base import booked_actions
 from tests.conftest import ROOT
+from tests.helpers import sensor_tick
 
 DAY = "2026-11-18"
 
@@ -25,7 +25,7 @@ DAY = "2026-11-18"
 def _cli(home, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FOUREYES_")} | {"FOUREYES_HOME": str(home)}
     return subprocess.run(
-        [sys.executable, "-m", "agent_assets.cli", *args],
+        [sys.executable, "-m", "foureyes.cli.main", *args],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -37,17 +37,6 @@ def _cli(home, *args: str) -> subprocess.CompletedProcess:
 
 def _booked(settings) -> list[dict]:
     return booked_actions(settings.warehouse_url, "margin_calls_issued")
-
-
-def _tick(defs, instance, cursor=None):
-    sensor = defs.resolve_sensor_def(APPROVALS_SENSOR)
-    context = dg.build_sensor_context(
-        instance=instance,
-        cursor=cursor,
-        definitions=defs,
-        resources={"control_plane": defs.resources["control_plane"]},
-    )
-    return sensor.evaluate_tick(context)
 
 
 def _launch(defs, instance, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
@@ -82,14 +71,14 @@ def test_four_eyes_approval_through_the_cli_then_the_sensor_executes_it_once(pen
 
     first = _cli(home, "approvals", "approve", big.approval_id[:12], "--by", "alice", "--reason", "matches CSA")
     assert "1 of 2 approvals, waiting for another approver" in first.stdout
-    nothing = _tick(defs, instance)
+    nothing = sensor_tick(defs, instance, "margin_calls_approvals")
     assert nothing.run_requests == []
     refused = _cli(home, "approvals", "approve", big.approval_id[:12], "--by", "alice", "--reason", "twice")
     assert refused.returncode == 1 and "a second approver must differ" in refused.stderr
 
     second = _cli(home, "approvals", "approve", big.approval_id[:12], "--by", "bob", "--reason", "agreed")
     assert "approved (alice, bob)" in second.stdout
-    tick = _tick(defs, instance, nothing.cursor)
+    tick = sensor_tick(defs, instance, "margin_calls_approvals", nothing.cursor)
     assert [(r.partition_key, r.asset_selection) for r in tick.run_requests] == [
         (DAY, [dg.AssetKey("margin_calls_actions")])
     ]
@@ -101,7 +90,7 @@ def test_four_eyes_approval_through_the_cli_then_the_sensor_executes_it_once(pen
     )
 
     # the next tick re-reads recent decisions but asks for the same run: Dagster dedupes it by run key
-    again = _tick(defs, instance, tick.cursor)
+    again = sensor_tick(defs, instance, "margin_calls_approvals", tick.cursor)
     assert [r.run_key for r in again.run_requests] == [tick.run_requests[0].run_key]
     assert _launch(defs, instance, again.run_requests[0]).success
     assert len([r for r in _booked(settings) if r["proposal_id"] == big.proposal_id]) == 1
@@ -127,7 +116,7 @@ def test_rejected_and_expired_approvals_never_execute(pending_day):
             .where(approvals_table.c.approval_id == to_expire.approval_id)
             .values(expires_at=to_expire.requested_at)
         )
-    tick = _tick(defs, instance)
+    tick = sensor_tick(defs, instance, "margin_calls_approvals")
     assert tick.run_requests == []
     assert control.approvals.get(to_reject.approval_id).status == REJECTED
     expired = control.approvals.get(to_expire.approval_id)

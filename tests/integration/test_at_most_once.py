@@ -22,17 +22,16 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from agent_assets.daily_run import run_business_day
-from agent_assets.definitions import build_definitions
-from agent_assets.sensors import OUTBOX_SENSOR
-from resources.control_plane import ControlPlaneResource
-from resources.control_schema import outbox as outbox_table
-from resources.engine import dispose_all, engine_for
-from resources.http_target import HttpToolTarget
-from resources.outbox import DELIVERED, DELIVERING, IN_DOUBT, QUEUED
-from resources.settings import FoureyesSettings
+from foureyes.examples.finance_desk.daily_run import run_business_day
+from foureyes.examples.finance_desk.definitions import build_definitions
+from foureyes.resources.control_plane.outbox import DELIVERED, DELIVERING, IN_DOUBT, QUEUED
+from foureyes.resources.control_plane.resource import ControlPlaneResource
+from foureyes.resources.control_plane.schema import outbox as outbox_table
+from foureyes.resources.engine import dispose_all, engine_for
+from foureyes.resources.settings import FoureyesSettings
+from foureyes.resources.targets.http import HttpToolTarget
 from tests.conftest import ROOT
-from tests.helpers import cli, home_instance
+from tests.helpers import cli, home_instance, sensor_tick
 from tests.servers import SLOW, UP, ToolServer
 
 DAY = "2026-11-20"
@@ -75,13 +74,6 @@ def _settled(server: ToolServer, orders: int, within_s: float = 10) -> None:
         time.sleep(0.1)
 
 
-def _tick(defs, instance):
-    context = dg.build_sensor_context(
-        instance=instance, definitions=defs, resources={"control_plane": defs.resources["control_plane"]}
-    )
-    return defs.resolve_sensor_def(OUTBOX_SENSOR).evaluate_tick(context)
-
-
 def test_a_delivery_that_timed_out_is_never_resent_on_its_own(tmp_path):
     server, settings, defs, instance, control = _queued_while_down(tmp_path, dedupes=False)
     try:
@@ -92,7 +84,7 @@ def test_a_delivery_that_timed_out_is_never_resent_on_its_own(tmp_path):
         assert sorted(server.orders) == sorted(keys)
         assert {e.status for e in control.outbox.find(agent="rebalancing")} == {IN_DOUBT}
         _time_passes(settings)
-        assert not _tick(defs, instance).run_requests  # the sensor leaves them alone
+        assert not sensor_tick(defs, instance, "rebalancing_outbox").run_requests  # the sensor leaves them alone
         assert _execute(defs, instance).success  # and so does a re-run
         server.mode = UP
         home = {"home": tmp_path, "FOUREYES_ORDER_SYSTEM_URL": server.url}

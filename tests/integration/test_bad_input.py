@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from agent_assets.cli import main
+from foureyes.cli.main import main
 from tests.helpers import cli
 from tests.servers import free_port
 
@@ -55,8 +55,8 @@ BAD_OPTIONS = {
     "trace of nothing built": ["trace", "positions", "--partition", "2031-01-01"],
     "downstream without an asset": ["trace", "--downstream"],
     "decisions without an agent": ["decisions", "--partition", "2026-11-20"],
-    "decisions of an unknown verdict": ["decisions", "-a", "var_risk", "-p", "2026-11-20", "--verdict", "maybe"],
-    "decisions never made": ["decisions", "-a", "var_risk", "-p", "2031-01-01"],
+    "decisions of an unknown verdict": ["decisions", "--agent", "var_risk", "-p", "2026-11-20", "--verdict", "maybe"],
+    "decisions never made": ["decisions", "--agent", "var_risk", "-p", "2031-01-01"],
     "approve without an id": ["approvals", "approve", "--by", "a", "--reason", "r"],
     "approve a short id": ["approvals", "approve", "ab", "--by", "alice", "--reason", "r"],
     "approve by nobody": ["approvals", "approve", "abcdef12", "--by", " ", "--reason", "r"],

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-FOUREYES = [sys.executable, "-m", "agent_assets.cli"]
+FOUREYES = [sys.executable, "-m", "foureyes.cli.main"]
 
 
 def _cli(*args: str, home: Path, **settings: str) -> subprocess.CompletedProcess:
@@ -147,14 +147,14 @@ def test_decisions_give_the_whole_record_of_each_proposal(demo_home):
 
 def test_decisions_as_text_and_filtered_by_verdict(demo_home):
     home, _ = demo_home
-    text = _cli("decisions", "-a", "rebalancing", "-p", "2026-11-20", "--verdict", "rejected", home=home)
+    text = _cli("decisions", "--agent", "rebalancing", "-p", "2026-11-20", "--verdict", "rejected", home=home)
     assert text.returncode == 0, text.stderr
     head, *proposals = text.stdout.split("\n\n")
     assert head.startswith("rebalancing 2026-11-20: ") and "tier FULL" in head and "policy " in head
     assert re.search(r"market_prices\s+2026-11-20\s+2026-11-20\s+[0-9a-f]{12}\s+fresh", head)
     assert proposals and all("-> REJECTED" in p for p in proposals)
     assert all("  error " in p or "  warn " in p for p in proposals)  # each rejection names its rule
-    missing = _cli("decisions", "-a", "var_risk", "-p", "2030-01-01", home=home)
+    missing = _cli("decisions", "--agent", "var_risk", "-p", "2030-01-01", home=home)
     assert missing.returncode == 1
     assert "no decisions for agent 'var_risk' on partition '2030-01-01'" in missing.stderr
 

@@ -1,18 +1,17 @@
 """Every injected market-data fault: which partition is served, how stale, in which tier, and saying so."""
 
 import shutil
-from dataclasses import replace
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
-from agent_assets.daily_run import run_business_day
-from agent_assets.definitions import build_definitions
-from resources.control_plane import ControlPlaneResource
-from resources.engine import dispose_all
-from resources.settings import FoureyesSettings
-from resources.warehouse import SqlWarehouseResource
+from foureyes.examples.finance_desk.daily_run import run_business_day
+from foureyes.examples.finance_desk.definitions import build_definitions
+from foureyes.resources.control_plane.resource import ControlPlaneResource
+from foureyes.resources.engine import dispose_all
+from foureyes.resources.settings import FoureyesSettings
+from foureyes.resources.warehouse.store import SqlWarehouseResource
 from tests.conftest import assert_valid_openlineage
 
 
@@ -35,10 +34,10 @@ def _instance(home: Path) -> dg.DagsterInstance:
 def _faulty_day(clean: Path, tmp_path: Path, faults: str, days=("2026-11-18",)) -> FoureyesSettings:
     home = tmp_path / "home"
     shutil.copytree(clean, home)
-    settings = replace(FoureyesSettings.from_env({"FOUREYES_HOME": str(home)}), faults=faults)
+    settings = FoureyesSettings.from_env({"FOUREYES_HOME": str(home)})
     instance = _instance(home)
     for day in days:
-        run_business_day(build_definitions(settings), day, instance)
+        run_business_day(build_definitions(settings, faults=faults), day, instance)
     return settings
 
 
@@ -88,7 +87,7 @@ def test_a_bad_feed_partition_is_replaced_by_the_last_good_one_and_the_output_sa
     complete = next(
         e
         for e in reversed(events)
-        if e["job"]["name"] == "agent_assets.var_risk_proposals" and e["eventType"] == "COMPLETE"
+        if e["job"]["name"] == "foureyes.var_risk_proposals" and e["eventType"] == "COMPLETE"
     )
     fed = next(i for i in complete["inputs"] if i["name"].endswith(feed))
     assert fed["inputFacets"]["foureyes_fallback"]["servedPartition"] == "2026-11-17"

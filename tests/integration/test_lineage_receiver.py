@@ -18,8 +18,8 @@ import uuid
 
 import pytest
 
-from resources.control_plane import ControlPlaneResource
-from resources.settings import FoureyesSettings
+from foureyes.resources.control_plane.resource import ControlPlaneResource
+from foureyes.resources.settings import FoureyesSettings
 from tests.conftest import ROOT, assert_valid_openlineage
 from tests.helpers import cli
 from tests.servers import free_port
@@ -47,7 +47,7 @@ def receiver(tmp_path_factory):
     port = free_port()
     env_home = {"FOUREYES_HOME": str(home)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "agent_assets.cli", "lineage", "serve", "--port", str(port), "--max-body-mb", "1",
+        [sys.executable, "-m", "foureyes.cli.main", "lineage", "serve", "--port", str(port), "--max-body-mb", "1",
          "--max-inflated-mb", "2", "--read-timeout-s", "2"],
         env={**_clean_env(), **env_home}, cwd=ROOT, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip

@@ -14,13 +14,11 @@ from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, R
 from openlineage.client.facet_v2 import base_subset_dataset
 from openlineage.client.transport.http import HttpConfig, HttpTransport
 
-from agent_assets.daily_run import run_business_day
-from agent_assets.definitions import build_definitions
-from agent_assets.trace import trace
-from resources.control_plane import ControlPlaneResource
-from resources.lineage import OpenLineageResource
-from resources.settings import FoureyesSettings
-from resources.warehouse import SqlWarehouseResource
+from foureyes.examples.finance_desk.daily_run import run_business_day
+from foureyes.examples.finance_desk.definitions import build_definitions
+from foureyes.resources.control_plane.resource import ControlPlaneResource
+from foureyes.resources.lineage.emitter import OpenLineageResource
+from foureyes.resources.settings import FoureyesSettings
 from tests.conftest import ROOT, assert_valid_openlineage
 from tests.helpers import home_instance
 from tests.resources.test_lineage import _materialize, quotes, signal
@@ -76,7 +74,7 @@ def test_an_openlineage_yml_composite_naming_the_store_is_used_as_it_is(tmp_path
     config = tmp_path / "openlineage.yml"
     config.write_text(
         "transport:\n  type: composite\n  transports:\n"
-        f"    store:\n      type: resources.lineage_transport.ControlPlaneTransport\n      url: {url}\n"
+        f"    store:\n      type: foureyes.resources.lineage.transport.ControlPlaneTransport\n      url: {url}\n"
         f"    file:\n      type: file\n      log_file_path: {log}\n      append: true\n"
     )
     monkeypatch.setenv("OPENLINEAGE_CONFIG", str(config))
@@ -86,9 +84,11 @@ def test_an_openlineage_yml_composite_naming_the_store_is_used_as_it_is(tmp_path
 
 
 def test_external_mode_without_a_configured_transport_is_one_clear_warning(tmp_path, caplog, monkeypatch):
-    import resources.lineage
+    import foureyes.resources.lineage.emitter
 
-    monkeypatch.setattr(resources.lineage, "_warned", set())  # warned once per process: this test's process
+    monkeypatch.setattr(
+        foureyes.resources.lineage.emitter, "_warned", set()
+    )  # warned once per process: this test's process
     url = f"sqlite:///{tmp_path}/c.db"
     assert _materialize(url, OpenLineageResource(control_url=url, mode="external"), quotes).success
     assert "lineage mode 'external' needs a transport configured the OpenLineage way" in caplog.text
@@ -128,10 +128,10 @@ def _airflow_events(partition: str) -> list[RunEvent]:
 def _cli(home, *args, **kwargs):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FOUREYES_", "OPENLINEAGE"))}
     env["FOUREYES_HOME"] = str(home)
-    return subprocess.Popen([sys.executable, "-m", "agent_assets.cli", *args], env=env, cwd=ROOT, **kwargs)
+    return subprocess.Popen([sys.executable, "-m", "foureyes.cli.main", *args], env=env, cwd=ROOT, **kwargs)
 
 
-def test_lineage_served_to_others_joins_the_trace(tmp_path):
+def test_lineage_served_by_others_is_traced_by_its_own_names(tmp_path):
     settings = FoureyesSettings.from_env({"FOUREYES_HOME": str(tmp_path)})
     assert run_business_day(build_definitions(settings), "2026-11-18", home_instance(tmp_path)).success
     port = free_port()
@@ -156,17 +156,26 @@ def test_lineage_served_to_others_joins_the_trace(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=10)
-    control = ControlPlaneResource(url=settings.control_url)
-    result = trace(
-        control.lineage_store,
-        SqlWarehouseResource(url=settings.warehouse_url),
-        "holdings",
+    traced = _cli(
+        tmp_path,
+        "trace",
+        "--dataset",
+        "sftp://vendor.example",
+        "eod/prices",
+        "-p",
         "2026-11-18",
+        "--format",
+        "json",
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # a dataset foureyes does not own, as the vendor's lineage names it
+    root = json.loads(traced.communicate(timeout=120)[0])["trace"]
+    assert (
+        traced.returncode == 0 and root["job"] == "airflow/vendor_eod.publish_prices" and root["status"] == "COMPLETE"
     )
-    hops = {hop.label: hop for hop, _ in result.root.walk()}
-    vendor_file = hops["sftp://vendor.example/eod/prices[2026-11-18]"]
-    assert vendor_file.job == "airflow/vendor_eod.publish_prices" and vendor_file.status == "COMPLETE"
-    assert [h.label for h in vendor_file.inputs] == ["s3://vendor-raw/closes[2026-11-18]"]
+    assert [(i["namespace"], i["name"], i["partition"]) for i in root["inputs"]] == [
+        ("s3://vendor-raw", "closes", "2026-11-18")
+    ]
 
 
 def test_lineage_ingest_imports_files_and_refuses_what_is_not_lineage(tmp_path):

@@ -16,12 +16,12 @@ import pandera.pandas as pa
 import pytest
 from pandera.typing import Series
 
-from checks.integrity import ACCEPTED_ACTION, FINITE, KEY_PRESENT, UNIQUE_KEY
-from resources.action_targets import booked_actions
-from resources.asset_inputs import AssetInput
-from resources.control_plane import ControlPlaneResource
-from resources.decision_log import APPROVED, FAILED, REJECTED
-from resources.settings import sqlite_url
+from foureyes.checks.integrity import ACCEPTED_ACTION, FINITE, KEY_PRESENT, UNIQUE_KEY
+from foureyes.resources.asset_inputs import AssetInput
+from foureyes.resources.control_plane.decisions import APPROVED, FAILED, REJECTED
+from foureyes.resources.control_plane.resource import ControlPlaneResource
+from foureyes.resources.settings import sqlite_url
+from foureyes.resources.targets.base import booked_actions
 from tests.helpers import cli
 from tests.integration.toy_desk import REFERENCES, desk, run_desk
 
@@ -124,7 +124,8 @@ def _failed_steps(result) -> list[str]:
 
 def _cli(url: str, *args: str) -> subprocess.CompletedProcess:
     home = Path(url.removeprefix("sqlite:///")).parent
-    return cli(*args, home=home, FOUREYES_CONTROL_URL=url, FOUREYES_WAREHOUSE_URL=url)
+    toy = ("-m", "tests.integration.toy_desk", "-a", "location")
+    return cli(*args, *toy, home=home, FOUREYES_CONTROL_URL=url, FOUREYES_WAREHOUSE_URL=url)
 
 
 def test_a_supervision_that_breaks_is_recorded_failed_blocks_the_executor_and_is_reported(tmp_path):
@@ -141,7 +142,7 @@ def test_a_supervision_that_breaks_is_recorded_failed_blocks_the_executor_and_is
     shown = _cli(url, "decisions", "--agent", "toy", "--partition", "d1")
     assert shown.returncode == 2, shown.stderr
     assert "SUPERVISION FAILED for proposals version" in shown.stdout and "never_written" in shown.stdout
-    as_json = json.loads(_cli(url, "decisions", "-a", "toy", "-p", "d1", "--format", "json").stdout)
+    as_json = json.loads(_cli(url, "decisions", "--agent", "toy", "-p", "d1", "--format", "json").stdout)
     assert as_json["supervision_status"] == FAILED and as_json["decisions"] == []
 
     status = _cli(url, "status", "--format", "json")

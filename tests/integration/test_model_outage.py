@@ -4,12 +4,12 @@ import json
 
 import dagster as dg
 
-from agent_assets.daily_run import run_business_day
-from agent_assets.definitions import build_definitions
-from resources.control_plane import ControlPlaneResource
-from resources.model_chain import ModelBackend, ModelChainResource
-from resources.settings import FoureyesSettings
-from resources.warehouse import SqlWarehouseResource
+from foureyes.examples.finance_desk.daily_run import run_business_day
+from foureyes.examples.finance_desk.definitions import build_definitions
+from foureyes.resources.control_plane.resource import ControlPlaneResource
+from foureyes.resources.fallback.model_chain import ModelBackend, ModelChainResource
+from foureyes.resources.settings import FoureyesSettings
+from foureyes.resources.warehouse.store import SqlWarehouseResource
 from tests.servers import GARBAGE, ModelServer
 
 DAYS = ["2026-11-18", "2026-11-19", "2026-11-20"]
@@ -61,7 +61,7 @@ def test_with_every_model_backend_disabled_every_partition_still_gets_its_report
         control_url=settings.control_url,
         backends=[ModelBackend(name="local_policy", kind="local_policy", enabled=False)],
     )
-    defs = build_definitions(settings, overrides={"models": nobody})
+    defs = build_definitions(settings, overrides={"foureyes_models": nobody})
     instance = dg.DagsterInstance.ephemeral()
     for day in DAYS:
         assert run_business_day(defs, day, instance).success

@@ -1,26 +1,23 @@
 """The whole skeleton, end to end, on SQLite and PostgreSQL: real Dagster runs over partitions."""
 
-from dataclasses import replace
-
 import dagster as dg
 
-from agent_assets.daily_run import run_business_day
-from agent_assets.definitions import build_definitions
-from agent_assets.trace import trace
-from resources.action_targets import booked_actions
-from resources.control_plane import ControlPlaneResource
-from resources.decision_log import APPROVED, PENDING, REJECTED
-from resources.receipts import EXECUTED
-from resources.warehouse import SqlWarehouseResource
+from foureyes.examples.finance_desk.daily_run import run_business_day
+from foureyes.examples.finance_desk.definitions import build_definitions
+from foureyes.observe.lineage_trace import trace
+from foureyes.resources.control_plane.decisions import APPROVED, PENDING, REJECTED
+from foureyes.resources.control_plane.receipts import EXECUTED
+from foureyes.resources.control_plane.resource import ControlPlaneResource
+from foureyes.resources.targets.base import booked_actions
+from foureyes.resources.warehouse.store import SqlWarehouseResource
 from tests.conftest import assert_valid_openlineage
 
 DAYS = ["2026-11-17", "2026-11-18", "2026-11-19"]
 
 
-def _run(settings, partition, instance):
+def _run(settings, partition, instance, faults=""):
     """Ingest the day, then run the agents (two runs); the agents' result, with .market_data set."""
-    day = run_business_day(build_definitions(settings), partition, instance)
-    return day
+    return run_business_day(build_definitions(settings, faults=faults), partition, instance)
 
 
 def _rules_check(result, asset: str) -> dg.AssetCheckEvaluation:
@@ -40,11 +37,11 @@ def _latest_decisions(control, agent, day):
 
 
 def test_supervised_week_books_only_approved_actions_once(settings):
-    settings = replace(settings, faults="vendor_prices:2026-11-18=outliers")
     instance = dg.DagsterInstance.ephemeral()
     control = ControlPlaneResource(url=settings.control_url)
 
-    results = {day: _run(settings, day, instance) for day in DAYS}
+    faults = "vendor_prices:2026-11-18=outliers"
+    results = {day: _run(settings, day, instance, faults) for day in DAYS}
     assert all(r.success for r in results.values())
 
     booked_counts = {}
@@ -88,7 +85,7 @@ def test_supervised_week_books_only_approved_actions_once(settings):
 
     # re-materialising every partition executes nothing twice
     for day in DAYS:
-        assert _run(settings, day, instance).success
+        assert _run(settings, day, instance, faults).success
     for agent, table in BOOKS.items():
         assert len(booked_actions(settings.warehouse_url, table)) == booked_counts[agent]
     actions = SqlWarehouseResource(url=settings.warehouse_url).read_partition("var_risk_actions", "2026-11-19").frame
@@ -103,14 +100,11 @@ def test_lineage_is_valid_openlineage_and_traces_to_the_served_versions(settings
     events = [e.payload for e in control.lineage_store.events()]
     assert_valid_openlineage(events)
     jobs = {(e["job"]["name"], e["eventType"]) for e in events}
-    for asset in ["market_prices", "positions", "var_risk_proposals", "var_risk_actions"]:
-        assert (f"agent_assets.{asset}", "START") in jobs and (
-            f"agent_assets.{asset}",
-            "COMPLETE",
-        ) in jobs
+    for asset in ["var_risk_proposals", "var_risk_actions"]:  # the agent's steps; the feeds are plain assets
+        assert {(f"foureyes.{asset}", "START"), (f"foureyes.{asset}", "COMPLETE")} <= jobs
 
     warehouse = SqlWarehouseResource(url=settings.warehouse_url)
-    result = trace(control.lineage_store, warehouse, "var_risk_proposals", "2026-11-20")
+    result = trace(control, "var_risk_proposals", "2026-11-20", warehouse=warehouse)
     served = {i.dataset: (i.partition, i.version) for i in result.root.inputs}
     assert served == {
         "positions": ("2026-11-20", warehouse.partition_record("positions", "2026-11-20").version),
@@ -124,24 +118,23 @@ def test_lineage_is_valid_openlineage_and_traces_to_the_served_versions(settings
 
 
 def test_a_failing_step_sends_fail_with_the_error(settings):
-    settings = replace(settings, faults="vendor_prices:2026-11-20=schema_drift")
-    day = _run(settings, "2026-11-20", dg.DagsterInstance.ephemeral())
+    day = _run(settings, "2026-11-20", dg.DagsterInstance.ephemeral(), faults="vendor_prices:2026-11-20=schema_drift")
     assert not day.success
+    failure = next(e for e in day.market_data.all_events if e.event_type_value == "STEP_FAILURE")
+    assert failure.step_key == "holdings"  # a plain asset: its failure is in Dagster's record
+    assert "input 'market_prices' lacks column(s) ['close']" in str(failure.event_specific_data.error)
     events = [e.payload for e in ControlPlaneResource(url=settings.control_url).lineage_store.events()]
     assert_valid_openlineage(events)
     fails = {e["job"]["name"]: e for e in events if e["eventType"] == "FAIL"}
-    holdings = fails["agent_assets.holdings"]["run"]["facets"]["errorMessage"]["message"]
-    assert "input 'market_prices' lacks column(s) ['close']" in holdings
     # with no good price file on record at all, not even the baseline can report: a clear FAIL
-    var_risk = fails["agent_assets.var_risk_proposals"]["run"]["facets"]["errorMessage"]["message"]
+    var_risk = fails["foureyes.var_risk_proposals"]["run"]["facets"]["errorMessage"]["message"]
     assert "var_risk has no usable market_prices" in var_risk and "schema; no good partition before it" in var_risk
 
 
 def test_a_missing_feed_fails_ingestion_clearly_and_the_agents_still_run(settings):
-    settings = replace(settings, faults="positions:2026-11-20=missing")
     instance = dg.DagsterInstance.ephemeral()
-    assert _run(replace(settings, faults=""), "2026-11-19", instance).success
-    day = _run(settings, "2026-11-20", instance)
+    assert _run(settings, "2026-11-19", instance).success
+    day = _run(settings, "2026-11-20", instance, faults="positions:2026-11-20=missing")
     failure = next(e for e in day.market_data.all_events if e.event_type_value == "STEP_FAILURE")
     assert failure.step_key == "positions"
     assert "the market feed did not deliver positions for 2026-11-20" in str(failure.event_specific_data.error)

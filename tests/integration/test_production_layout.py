@@ -51,7 +51,7 @@ def test_market_data_then_the_agents_run_through_the_queue_on_a_postgresql_insta
         assert agents["status"] == "SUCCESS", server.log.read_text()[-4000:]
         tags = {t["key"]: t["value"] for t in agents["tags"]}
         assert tags["foureyes/market_data_run"] == run_id and tags["foureyes/tier"] == "FULL"
-        decisions = server.foureyes("decisions", "-a", "var_risk", "-p", DAY, "--format", "json")
+        decisions = server.foureyes("decisions", "--agent", "var_risk", "-p", DAY, "--format", "json")
         assert decisions.returncode == 0, decisions.stderr
     log = server.log.read_text()
     assert "NOTIFY run_events" not in log and "the connection is closed" not in log

@@ -99,7 +99,7 @@ def test_no_planted_secret_reaches_a_store_a_file_or_an_output(tmp_path, two_dat
 
     def cli(*args: str) -> str:
         done = subprocess.run(
-            [sys.executable, "-m", "agent_assets.cli", *args],
+            [sys.executable, "-m", "foureyes.cli.main", *args],
             env=env,
             cwd=ROOT,
             capture_output=True,

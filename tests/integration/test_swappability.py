@@ -6,16 +6,17 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from checks.reviewer import Review, Reviewer
-from checks.rule_files import load_rules
-from resources.action_targets import ActionTarget, TargetResult
-from resources.control_plane import ControlPlaneResource
-from resources.lineage import LineageDataset
+import foureyes
+from foureyes.checks.reviewer import Review, Reviewer
+from foureyes.checks.rule_files import load_rules
+from foureyes.resources.control_plane.resource import ControlPlaneResource
+from foureyes.resources.lineage.emitter import LineageDataset
+from foureyes.resources.targets.base import ActionTarget, TargetResult
 from tests.integration.toy_desk import desk, momentum_trader, run_desk
 
 
 def _booked(url: str) -> set[tuple[str, str]]:
-    from resources.action_targets import booked_actions
+    from foureyes.resources.targets.base import booked_actions
 
     return {(json.loads(r["payload"])["instrument_id"], r["action"]) for r in booked_actions(url, "toy_books")}
 
@@ -136,7 +137,7 @@ def test_a_schema_failure_blocks_the_batch_and_the_executor_in_the_same_run(db_u
 def test_the_executor_acts_on_nothing_without_verdicts_for_that_version(db_url):
     from tests.integration.toy_desk import limits, resources, restricted, signals
 
-    defs = desk()
+    defs = foureyes.definitions(agents=[desk()], resources=resources(db_url))
     result = dg.materialize(
         [signals, restricted, limits, *defs.assets, *defs.asset_checks],
         selection=dg.AssetSelection.all().without_checks(),  # the supervisor does not run: no verdicts

@@ -10,18 +10,19 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from agent_assets.daily_run import run_business_day
-from agent_assets.definitions import build_definitions
-from agent_assets.outbox_view import retry_deliveries
-from agent_assets.sensors import OUTBOX_SENSOR
-from resources.control_plane import ControlPlaneResource
-from resources.control_schema import outbox as outbox_table
-from resources.engine import engine_for
-from resources.http_target import HttpToolTarget
-from resources.outbox import DELIVERED, FAILED, QUEUED
-from resources.settings import FoureyesSettings
-from resources.warehouse import SqlWarehouseResource
+from foureyes.cli.code_location import CodeLocation
+from foureyes.cli.outbox import retry_deliveries
+from foureyes.examples.finance_desk.daily_run import run_business_day
+from foureyes.examples.finance_desk.definitions import build_definitions
+from foureyes.resources.control_plane.outbox import DELIVERED, FAILED, QUEUED
+from foureyes.resources.control_plane.resource import ControlPlaneResource
+from foureyes.resources.control_plane.schema import outbox as outbox_table
+from foureyes.resources.engine import engine_for
+from foureyes.resources.settings import FoureyesSettings
+from foureyes.resources.targets.http import HttpToolTarget
+from foureyes.resources.warehouse.store import SqlWarehouseResource
 from tests.helpers import cli as run_cli
+from tests.helpers import sensor_tick
 from tests.servers import CONFLICT, ERROR, GARBAGE, REFUSED, SLOW, UP, ToolServer
 
 DAY = "2026-11-20"
@@ -52,13 +53,6 @@ def _make_due(settings) -> None:
         conn.execute(sa.update(outbox_table).values(next_attempt_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)))
 
 
-def _tick(defs, instance):
-    context = dg.build_sensor_context(
-        instance=instance, definitions=defs, resources={"control_plane": defs.resources["control_plane"]}
-    )
-    return defs.resolve_sensor_def(OUTBOX_SENSOR).evaluate_tick(context)
-
-
 @pytest.mark.parametrize("trouble", ["down", SLOW, ERROR, GARBAGE])
 def test_queued_trades_are_delivered_exactly_once_when_the_order_system_returns(tmp_path, order_system, trouble):
     settings, defs = _setup(tmp_path, order_system)
@@ -75,13 +69,13 @@ def test_queued_trades_are_delivered_exactly_once_when_the_order_system_returns(
     assert control.receipts.for_partition("rebalancing", DAY) == []
     actions = SqlWarehouseResource(url=settings.warehouse_url).read_partition("rebalancing_actions", DAY).frame
     assert set(actions["status"]) == {"queued_for_retry"}
-    assert not _tick(defs, instance).run_requests  # backing off: not due yet
+    assert not sensor_tick(defs, instance, "rebalancing_outbox").run_requests  # backing off: not due yet
 
     if trouble == "down":
         order_system.start()
     order_system.mode = UP
     _make_due(settings)
-    tick = _tick(defs, instance)
+    tick = sensor_tick(defs, instance, "rebalancing_outbox")
     assert [(r.partition_key, r.asset_selection) for r in tick.run_requests] == [
         (DAY, [dg.AssetKey("rebalancing_actions")])
     ]
@@ -98,7 +92,7 @@ def test_queued_trades_are_delivered_exactly_once_when_the_order_system_returns(
     sent = [r["body"]["idempotency_key"] for r in order_system.requests]
     if trouble == SLOW:  # it accepted the first tries while we timed out: the retries came back "duplicate"
         assert len(sent) == 2 * len(keys)
-    assert not _tick(defs, instance).run_requests  # nothing left to deliver
+    assert not sensor_tick(defs, instance, "rebalancing_outbox").run_requests  # nothing left to deliver
 
 
 def test_a_refused_trade_waits_for_a_human_and_is_never_retried_on_its_own(tmp_path, order_system):
@@ -112,11 +106,11 @@ def test_a_refused_trade_waits_for_a_human_and_is_never_retried_on_its_own(tmp_p
     assert entries and all(e.status == FAILED and "refused the action (422)" in e.last_error for e in entries)
     assert control.receipts.for_partition("rebalancing", DAY) == []
     _make_due(settings)
-    assert not _tick(defs, instance).run_requests  # a refusal is not retried by the sensor
+    assert not sensor_tick(defs, instance, "rebalancing_outbox").run_requests  # a refusal is not retried by the sensor
     assert order_system.accepted == {}
 
     order_system.mode = UP  # the desk raised its limit; an operator retries one trade
-    retry_deliveries(settings, [entries[0].idempotency_key])
+    retry_deliveries(CodeLocation("desk", defs.get_repository_def()), [entries[0].idempotency_key])
     assert set(order_system.accepted) == {entries[0].idempotency_key}
     assert control.outbox.get(entries[0].idempotency_key).status == DELIVERED
 
@@ -134,9 +128,10 @@ def test_a_409_from_the_order_system_means_already_delivered(tmp_path, order_sys
     assert all(r.detail["target_status"] == "duplicate" for r in receipts)
 
 
-def test_the_cli_lists_and_retries_the_outbox(tmp_path, order_system):
+def test_the_cli_lists_and_retries_the_outbox(tmp_path, order_system, monkeypatch):
     settings, _ = _setup(tmp_path, order_system)
     order_system.mode = ERROR
+    monkeypatch.setenv("FOUREYES_ORDER_SYSTEM_URL", order_system.url)
     defs = build_definitions(settings)  # the CLI uses the same environment, so the same default timeout
     assert run_business_day(defs, DAY, dg.DagsterInstance.ephemeral()).success
 

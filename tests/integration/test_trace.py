@@ -2,21 +2,20 @@
 
 import json
 import subprocess
-from dataclasses import replace
 
 import dagster as dg
 import pytest
 
-from agent_assets.daily_run import run_business_day
-from agent_assets.definitions import build_definitions
-from agent_assets.trace import downstream, trace
-from agent_assets.trace_format import format_dot, format_mermaid, format_text
-from resources.check_record import DagsterRecords
-from resources.control_plane import ControlPlaneResource
-from resources.engine import dispose_all
-from resources.lineage_facets import SCHEMA_DIR
-from resources.settings import FoureyesSettings
-from resources.warehouse import SqlWarehouseResource
+from foureyes.cli.trace import format_dot, format_mermaid, format_text
+from foureyes.examples.finance_desk.daily_run import run_business_day
+from foureyes.examples.finance_desk.definitions import build_definitions
+from foureyes.observe.lineage_trace import downstream, trace
+from foureyes.resources.control_plane.resource import ControlPlaneResource
+from foureyes.resources.engine import dispose_all
+from foureyes.resources.fallback.check_record import DagsterRecords
+from foureyes.resources.lineage.facets import SCHEMA_DIR
+from foureyes.resources.settings import FoureyesSettings
+from foureyes.resources.warehouse.store import SqlWarehouseResource
 from tests.conftest import assert_valid_openlineage
 from tests.helpers import cli, home_instance
 
@@ -28,8 +27,7 @@ def bad_vendor_day(tmp_path_factory) -> FoureyesSettings:
     settings = FoureyesSettings.from_env({"FOUREYES_HOME": str(home)})
     instance = home_instance(home)
     assert run_business_day(build_definitions(settings), "2026-11-17", instance).success
-    faulty = replace(settings, faults="vendor_prices:2026-11-18=nan_prices")
-    run_business_day(build_definitions(faulty), "2026-11-18", instance)
+    run_business_day(build_definitions(settings, faults="vendor_prices:2026-11-18=nan_prices"), "2026-11-18", instance)
     dispose_all()
     return settings
 
@@ -45,14 +43,12 @@ def _records(settings) -> DagsterRecords:
 
 def test_the_trace_names_the_bad_partition_two_hops_up_as_the_root_cause(bad_vendor_day):
     control, warehouse = _tools(bad_vendor_day)
-    result = trace(control.lineage_store, warehouse, "holdings", "2026-11-18", records=_records(bad_vendor_day))
+    result = trace(control, "holdings", "2026-11-18", records=_records(bad_vendor_day), warehouse=warehouse)
     labels = [hop.label for hop, _ in result.root.walk()]
-    assert labels[:4] == [
-        "holdings[2026-11-18]",
-        "positions[2026-11-18]",
-        "market_prices[2026-11-18]",
-        "vendor_prices[2026-11-18]",
-    ]
+    assert labels[0] == "holdings[2026-11-18]"
+    assert {"positions[2026-11-18]", "market_prices[2026-11-18]", "vendor_prices[2026-11-18]"} <= set(labels)
+    prices = next(hop for hop in result.root.inputs if hop.dataset == "market_prices")
+    assert "vendor_prices[2026-11-18]" in [hop.label for hop in prices.inputs]  # two hops up, through the prices
     vendor = next(hop for hop, _ in result.root.walk() if hop.dataset == "vendor_prices")
     assert vendor.failed_assertions() == ["no_missing_prices"]
     assert vendor.version == warehouse.partition_record("vendor_prices", "2026-11-18").version
@@ -69,9 +65,7 @@ def test_the_trace_names_the_bad_partition_two_hops_up_as_the_root_cause(bad_ven
 
 def test_the_agent_output_of_that_day_was_degraded_not_corrupted(bad_vendor_day):
     control, warehouse = _tools(bad_vendor_day)
-    result = trace(
-        control.lineage_store, warehouse, "var_risk_proposals", "2026-11-18", records=_records(bad_vendor_day)
-    )
+    result = trace(control, "var_risk_proposals", "2026-11-18", records=_records(bad_vendor_day), warehouse=warehouse)
     prices = next(hop for hop in result.root.inputs if hop.dataset == "market_prices")
     assert (prices.requested, prices.partition) == ("2026-11-18", "2026-11-17")
     assert "failed no_missing_prices" in prices.staleness and prices.suspects
@@ -82,13 +76,15 @@ def test_the_agent_output_of_that_day_was_degraded_not_corrupted(bad_vendor_day)
 
 def test_the_blast_radius_of_the_bad_partition(bad_vendor_day):
     control, warehouse = _tools(bad_vendor_day)
-    impacts = downstream(control.lineage_store, warehouse, "vendor_prices", "2026-11-18")
+    records = _records(bad_vendor_day)
+    impacts = downstream(control, "vendor_prices", "2026-11-18", records=records, warehouse=warehouse)
     assert {(i.dataset, i.partition, i.depth) for i in impacts} == {
         ("market_prices", "2026-11-18", 1),
         ("holdings", "2026-11-18", 2),
     }  # the agents fell back to the 17th: they are not in it
     clean = {
-        (i.dataset, i.partition) for i in downstream(control.lineage_store, warehouse, "market_prices", "2026-11-17")
+        (i.dataset, i.partition)
+        for i in downstream(control, "market_prices", "2026-11-17", records=records, warehouse=warehouse)
     }
     assert {
         ("var_risk_proposals", "2026-11-17"),
@@ -103,13 +99,13 @@ def test_a_rewritten_input_shows_the_version_read_and_flags_the_output(tmp_path)
     control, warehouse = _tools(settings)
     read = warehouse.partition_record("positions", "2026-11-17").version
     # positions of the 17th are re-delivered (a correction) after var_risk used them
-    job = build_definitions(replace(settings, faults="positions:2026-11-17=stale")).resolve_job_def("market_data_daily")
+    job = build_definitions(settings, faults="positions:2026-11-17=stale").resolve_job_def("market_data_daily")
     assert job.execute_in_process(
         partition_key="2026-11-17", asset_selection=[dg.AssetKey("positions")], instance=home_instance(tmp_path)
     ).success
     now = warehouse.partition_record("positions", "2026-11-17").version
     assert now != read
-    result = trace(control.lineage_store, warehouse, "var_risk_proposals", "2026-11-17", records=_records(settings))
+    result = trace(control, "var_risk_proposals", "2026-11-17", records=_records(settings), warehouse=warehouse)
     positions = next(hop for hop in result.root.inputs if hop.dataset == "positions")
     assert (positions.version, positions.current_version) == (read, now)
     assert any(s.startswith("superseded") for s in positions.suspects)
@@ -131,7 +127,7 @@ def test_the_cli_traces_a_decision_and_renders_every_format(bad_vendor_day):
     assert "market_prices[2026-11-17] (requested 2026-11-18)" in text.stdout
     as_json = json.loads(_cli(bad_vendor_day, "trace", "holdings", "-p", "2026-11-18", "--format", "json").stdout)
     assert as_json["root_cause"].startswith("root cause: vendor_prices[2026-11-18]")
-    assert as_json["trace"]["inputs"][1]["dataset"] == "market_prices"
+    assert {i["dataset"] for i in as_json["trace"]["inputs"]} == {"market_prices", "positions"}
     shallow = _cli(bad_vendor_day, "trace", "holdings", "-p", "2026-11-18", "--depth", "1").stdout
     assert "market_prices[2026-11-18]" in shallow and "vendor_prices" not in shallow
     assert _cli(bad_vendor_day, "trace", "holdings", "-p", "2026-11-18", "--format", "dot").stdout.startswith("digraph")
@@ -148,11 +144,13 @@ def test_every_event_of_the_faulty_days_is_valid_openlineage_with_our_facets(bad
     control, _ = _tools(bad_vendor_day)
     events = [e.payload for e in control.lineage_store.events()]
     assert_valid_openlineage(events)
-    holdings = next(e for e in events if e["job"]["name"] == "agent_assets.holdings" and e["eventType"] == "COMPLETE")
-    lineage = holdings["outputs"][0]["facets"]["columnLineage"]["fields"]["market_value"]["inputFields"]
-    assert {f["field"] for f in lineage} == {"quantity", "close"}
-    vendor = next(
-        e for e in events if e["job"]["name"] == "agent_assets.vendor_prices" and e["eventType"] == "COMPLETE"
+    constrained = next(
+        e
+        for e in events
+        if e["job"]["name"] == "foureyes.var_risk_proposals"
+        and e["eventType"] == "COMPLETE"
+        and e["run"]["facets"]["foureyes_agent"]["tier"] == "CONSTRAINED"
     )
-    assert vendor["inputs"][0]["namespace"] == "sftp://vendor.example"
+    prices = next(i for i in constrained["inputs"] if i["name"].endswith("market_prices"))
+    assert prices["inputFacets"]["foureyes_fallback"]["servedPartition"] == "2026-11-17"
     assert {p.name for p in SCHEMA_DIR.glob("*.json")} == {"AgentRunFacet.json", "FallbackInputDatasetFacet.json"}

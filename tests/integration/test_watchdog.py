@@ -19,12 +19,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from agent_assets.watchdog import failed_runs_sensor, stuck_agents_sensor
-from resources.agent_state import IDLE, PROPOSING
-from resources.alerts import RUN_FAILED, STUCK_AGENT
-from resources.control_plane import ControlPlaneResource
-from resources.settings import sqlite_url
+from foureyes.resources.control_plane.agent_state import IDLE, PROPOSING
+from foureyes.resources.control_plane.alerts import RUN_FAILED, STUCK_AGENT
+from foureyes.resources.control_plane.resource import ControlPlaneResource
+from foureyes.resources.settings import sqlite_url
 from tests.conftest import ROOT
+from tests.integration.toy_desk import desk, toy_definitions
 
 
 def _wait_for(condition: Callable[[], object], what: str, timeout: float = 90.0) -> object:
@@ -40,7 +40,8 @@ def _wait_for(condition: Callable[[], object], what: str, timeout: float = 90.0)
 def _status(home: Path, url: str, *options: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FOUREYES_")}
     env |= {"FOUREYES_HOME": str(home), "FOUREYES_CONTROL_URL": url}
-    command = [sys.executable, "-m", "agent_assets.cli", "status", *options]
+    toy = ("-m", "tests.integration.toy_desk", "-a", "location")
+    command = [sys.executable, "-m", "foureyes.cli.main", "status", *toy, *options]
     return subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT, check=False)
 
 
@@ -77,25 +78,22 @@ def hung_agent(tmp_path):
         process.wait()
 
 
-def _evaluate(sensor: dg.SensorDefinition, instance, control, cursor: str | None = None) -> dg.SensorResult:
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"control_plane": control})
-    return sensor(context)
+def _evaluate(sensor: dg.SensorDefinition, instance, control, cursor: str | None = None):
+    """One tick, as the daemon evaluates it."""
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"foureyes_control_plane": control})
+    return sensor.evaluate_tick(context)
 
 
 def test_a_hung_agent_is_flagged_then_its_dead_run_failed_and_closed(hung_agent, tmp_path):
     process, url, control, instance = hung_agent
-    sensor = stuck_agents_sensor(["toy"])
+    defs = toy_definitions(url, desk())
+    sensor, failed_runs = defs.resolve_sensor_def("toy_watchdog"), defs.resolve_sensor_def("toy_failed_runs")
 
     working = _status(tmp_path, url, "--format", "json")
     toy = _toy(working)
     assert working.returncode == 0 and (toy["phase"], toy["partition"], toy["stuck"]) == (PROPOSING, "d1", False)
     assert toy["heartbeat_age_s"] < 1.0 and toy["last_outcome"] is None
-    assert {a["agent"] for a in json.loads(working.stdout)["agents"]} == {
-        "var_risk",
-        "margin_calls",
-        "rebalancing",
-        "toy",
-    }
+    assert [a["agent"] for a in json.loads(working.stdout)["agents"]] == ["toy"]  # the code location's agents
     assert _evaluate(sensor, instance, control).asset_events == []  # alive and within its limit
 
     (state,) = control.state.states("toy")
@@ -105,7 +103,6 @@ def test_a_hung_agent_is_flagged_then_its_dead_run_failed_and_closed(hung_agent,
     assert _toy(stuck)["stuck"] and _toy(stuck)["stuck_reason"].startswith("proposing for ")
     toy_line = next(line for line in stuck_text.stdout.splitlines() if line.startswith("toy "))
     assert "proposing" in toy_line and "d1" in toy_line and "STUCK: proposing for" in toy_line
-    assert "var_risk" in stuck_text.stdout and "never ran" in stuck_text.stdout
 
     first = _evaluate(sensor, instance, control)
     (observation,) = first.asset_events
@@ -127,13 +124,13 @@ def test_a_hung_agent_is_flagged_then_its_dead_run_failed_and_closed(hung_agent,
 
     failure = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records[0]
     context = dg.build_run_status_sensor_context(
-        sensor_name="foureyes_failed_runs",
+        sensor_name="toy_failed_runs",
         dagster_event=failure.event_log_entry.dagster_event,
         dagster_instance=instance,
         dagster_run=failed,
-        resources={"control_plane": control},
+        resources={"foureyes_control_plane": control},
     ).for_run_failure()
-    failed_runs_sensor()(context)
+    failed_runs(context)
 
     third = _evaluate(sensor, instance, control, second.cursor)
     assert third.asset_events == []

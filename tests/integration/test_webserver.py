@@ -75,7 +75,7 @@ def test_a_launched_materialisation_runs_the_agents_and_reads_back_through_graph
     assert f"(/assets/var_risk_proposals?view=partitions&partition={DAY})" in summary
     assert f"foureyes decisions --agent var_risk --partition {DAY}" in summary
 
-    decisions = webserver.foureyes("decisions", "-a", "var_risk", "-p", DAY, "--format", "json")
+    decisions = webserver.foureyes("decisions", "--agent", "var_risk", "-p", DAY, "--format", "json")
     assert decisions.returncode == 0, decisions.stderr
     assert json.loads(decisions.stdout)["counts"]["proposals"] == len(
         [line for line in verdicts.splitlines() if line.startswith("| ") and "proposal" not in line]
@@ -98,7 +98,7 @@ def test_a_backfill_over_a_partition_range_as_the_ui_launches_it(webserver):
 
     assert wait_for(settled, f"backfill {backfill}", timeout=600, every=2) in {"COMPLETED", "COMPLETED_SUCCESS"}
     for day in ("2026-11-16", "2026-11-17"):
-        done = webserver.foureyes("decisions", "-a", "margin_calls", "-p", day, "--format", "json")
+        done = webserver.foureyes("decisions", "--agent", "margin_calls", "-p", day, "--format", "json")
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["decisions"][0]["tier"] == "FULL"
 
@@ -136,7 +136,7 @@ def test_the_asset_graph_opens_in_a_browser(webserver):
     shot = ARTIFACTS / "asset-graph.png"
     shot.unlink(missing_ok=True)
     webserver.query("mutation { setNuxSeen }")  # the one-time "join the community" dialog, dismissed
-    url = f"http://127.0.0.1:{webserver.port}/locations/__repository__@agent_assets/asset-groups/var_risk"
+    url = f"http://127.0.0.1:{webserver.port}/locations/__repository__@finance_desk/asset-groups/var_risk"
     browser = [
         chromium,
         "--headless",

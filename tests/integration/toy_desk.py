@@ -1,22 +1,31 @@
 """A tiny trading desk for tests that swap or attack the stages: one input, two reference tables."""
 
+import os
+
 import dagster as dg
 import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from agent_assets.agent import AssetInput, define_agent
-from agent_assets.step_lineage import open_step
-from checks.approval_policy import ApprovalPolicy
-from checks.rule_kinds import Expression, RestrictedList
-from checks.rules import Join
-from resources.action_targets import SqlBooksTarget
-from resources.agent_state import DEFAULT_LIVENESS
-from resources.control_plane import ControlPlaneResource
-from resources.fallback import FallbackResource
-from resources.lineage import LINEAGE_HOOKS, OpenLineageResource
-from resources.model_chain import ModelChainResource
-from resources.warehouse import PartitionedSqlIOManager, SqlWarehouseResource, versioned_output
+import foureyes
+from foureyes import (
+    ApprovalPolicy,
+    AssetInput,
+    ControlPlaneResource,
+    Expression,
+    FallbackResource,
+    Join,
+    ModelChainResource,
+    OpenLineageResource,
+    PartitionedSqlIOManager,
+    RestrictedList,
+    SqlBooksTarget,
+    SqlWarehouseResource,
+    define_agent,
+    versioned_output,
+)
+from foureyes.resources.control_plane.agent_state import DEFAULT_LIVENESS
+from foureyes.resources.resource_keys import CONTROL_PLANE, FALLBACK, IO_MANAGER, LINEAGE, MODELS, WAREHOUSE
 
 DAYS = dg.StaticPartitionsDefinition(["d1", "d2"])
 SIGNALS = pd.DataFrame(
@@ -26,21 +35,18 @@ RESTRICTED = pd.DataFrame({"instrument_id": ["X9"]})
 LIMITS = pd.DataFrame({"portfolio_id": ["P1", "P2"], "max_trade": [1000.0, 600.0]})
 
 
-@dg.asset(partitions_def=DAYS, hooks=LINEAGE_HOOKS)
-def signals(context: dg.AssetExecutionContext, warehouse: SqlWarehouseResource, lineage: OpenLineageResource):
-    open_step(context, lineage, warehouse)
+@dg.asset(partitions_def=DAYS)
+def signals() -> dg.Output:
     return versioned_output(SIGNALS)
 
 
-@dg.asset(hooks=LINEAGE_HOOKS)
-def restricted(context: dg.AssetExecutionContext, warehouse: SqlWarehouseResource, lineage: OpenLineageResource):
-    open_step(context, lineage, warehouse)
+@dg.asset
+def restricted() -> dg.Output:
     return versioned_output(RESTRICTED)
 
 
-@dg.asset(hooks=LINEAGE_HOOKS)
-def limits(context: dg.AssetExecutionContext, warehouse: SqlWarehouseResource, lineage: OpenLineageResource):
-    open_step(context, lineage, warehouse)
+@dg.asset
+def limits() -> dg.Output:
     return versioned_output(LIMITS)
 
 
@@ -114,13 +120,14 @@ def desk(
     schema=Trades,
     references=REFERENCES,
 ):
-    """The toy agent's definitions: swap any stage through the arguments."""
+    """The toy agent: swap any stage through the arguments."""
     return define_agent(
         "toy",
         inputs=[AssetInput("signals")],
         propose=propose,
         proposals_schema=schema,
         natural_key=["portfolio_id", "instrument_id"],
+        actions=["buy", "sell"],
         rules=rules,
         reviewers=reviewers,
         approval=approval,
@@ -133,27 +140,38 @@ def desk(
 
 
 def resources(url: str, books=None) -> dict:
+    """Every store in one SQLite file; the project's own assets (signals, limits) in it too."""
     warehouse = SqlWarehouseResource(url=url)
-    control_plane = ControlPlaneResource(url=url)
+    io_manager = PartitionedSqlIOManager(warehouse=warehouse)
     return {
-        "warehouse": warehouse,
-        "io_manager": PartitionedSqlIOManager(warehouse=warehouse),
-        "control_plane": control_plane,
-        "fallback": FallbackResource(warehouse=warehouse, control_plane=control_plane),
-        "models": ModelChainResource(control_url=url),
-        "lineage": OpenLineageResource(control_url=url),
+        WAREHOUSE: warehouse,
+        IO_MANAGER: io_manager,
+        "io_manager": io_manager,
+        CONTROL_PLANE: ControlPlaneResource(url=url),
+        FALLBACK: FallbackResource(),
+        MODELS: ModelChainResource(control_url=url),
+        LINEAGE: OpenLineageResource(control_url=url),
         "books": books or SqlBooksTarget(url=url, table="toy_books", actions=["buy", "sell"]),
     }
 
 
+def toy_definitions(url: str, agent: foureyes.Agent, books=None) -> dg.Definitions:
+    """The toy project: its three assets, and the agent put in it by foureyes.definitions."""
+    return dg.Definitions.merge(
+        dg.Definitions(assets=[signals, restricted, limits]),
+        foureyes.definitions(agents=[agent], resources=resources(url, books)),
+    )
+
+
 def run_desk(
     url: str,
-    defs: dg.Definitions,
+    agent: foureyes.Agent,
     partition: str = "d1",
     books=None,
     only_executor: bool = False,
     instance: dg.DagsterInstance | None = None,
 ):
+    defs = foureyes.definitions(agents=[agent], resources=resources(url, books))
     everything = [signals, restricted, limits, *defs.assets, *defs.asset_checks]
     selection = dg.AssetSelection.assets("toy_actions") if only_executor else dg.AssetSelection.all()
     return dg.materialize(
@@ -164,3 +182,9 @@ def run_desk(
         raise_on_error=False,
         instance=instance,
     )
+
+
+@dg.definitions
+def location() -> dg.Definitions:
+    """The toy project as a code location for the CLI (``-m tests.integration.toy_desk -a location``)."""
+    return toy_definitions(os.environ["FOUREYES_CONTROL_URL"], desk())

@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from resources.agent_state import IDLE, LOADING, OVERDUE, PROPOSING, SILENT, Liveness, duration
-from resources.alerts import RUN_FAILED, STUCK_AGENT
-from resources.control_plane import ControlPlaneResource
-from resources.tool_calls import MODEL, REDACTED, TOOL, ToolCall, redact
+from foureyes.resources.control_plane.agent_state import IDLE, LOADING, OVERDUE, PROPOSING, SILENT, Liveness, duration
+from foureyes.resources.control_plane.alerts import RUN_FAILED, STUCK_AGENT
+from foureyes.resources.control_plane.resource import ControlPlaneResource
+from foureyes.resources.control_plane.tool_calls import MODEL, REDACTED, TOOL, ToolCall, redact
 
 FAST = Liveness(stuck_after=dt.timedelta(seconds=30), beat_every=dt.timedelta(milliseconds=50))
 
@@ -63,7 +63,7 @@ def test_silent_and_overdue_are_both_stuck(db_url):
 
 
 def test_stuck_is_decided_exactly_at_its_limits():
-    from resources.agent_state import AgentState
+    from foureyes.resources.control_plane.agent_state import AgentState
 
     now = dt.datetime(2026, 11, 20, 3, 0, tzinfo=dt.UTC)
     limits = Liveness(stuck_after=dt.timedelta(minutes=10), beat_every=dt.timedelta(seconds=15))

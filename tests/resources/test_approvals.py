@@ -11,12 +11,19 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from resources.approvals import APPROVED, EXPIRED, PENDING, REJECTED, ApprovalRequest, approval_id
-from resources.control_plane import ControlPlaneResource
-from resources.control_schema import approval_votes, approvals
-from resources.decision_log import SupervisionRecord
-from resources.engine import write_transaction
-from resources.principals import SYSTEM, ApprovalError
+from foureyes.resources.control_plane.approvals import (
+    APPROVED,
+    EXPIRED,
+    PENDING,
+    REJECTED,
+    ApprovalRequest,
+    approval_id,
+)
+from foureyes.resources.control_plane.decisions import SupervisionRecord
+from foureyes.resources.control_plane.principals import SYSTEM, ApprovalError
+from foureyes.resources.control_plane.resource import ControlPlaneResource
+from foureyes.resources.control_plane.schema import approval_votes, approvals
+from foureyes.resources.engine import write_transaction
 
 NOW = dt.datetime(2026, 11, 20, 18, 0, tzinfo=dt.UTC)
 TICK = dt.timedelta(microseconds=1)

@@ -12,7 +12,7 @@ import warnings
 import dagster as dg
 import pytest
 
-from resources.check_record import (
+from foureyes.resources.fallback.check_record import (
     FAILED_BLOCKING,
     NOT_CHECKED,
     PASSED,

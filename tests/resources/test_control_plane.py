@@ -8,13 +8,13 @@ import threading
 import pytest
 import sqlalchemy as sa
 
-from resources import control_schema
-from resources.control_plane import ControlPlaneResource
-from resources.decision_log import APPROVED, REJECTED, Decision, Reason, SupervisionRecord
-from resources.engine import dispose_all, engine_for, write_transaction
-from resources.errors import ControlPlaneError
-from resources.outbox import CANCELLED, DELIVERED, FAILED, IN_DOUBT, QUEUED, OutboxEntry, backoff
-from resources.receipts import EXECUTED, idempotency_key
+from foureyes.resources.control_plane import schema as control_schema
+from foureyes.resources.control_plane.decisions import APPROVED, REJECTED, Decision, Reason, SupervisionRecord
+from foureyes.resources.control_plane.outbox import CANCELLED, DELIVERED, FAILED, IN_DOUBT, QUEUED, OutboxEntry, backoff
+from foureyes.resources.control_plane.receipts import EXECUTED, idempotency_key
+from foureyes.resources.control_plane.resource import ControlPlaneResource
+from foureyes.resources.engine import dispose_all, engine_for, write_transaction
+from foureyes.resources.errors import ControlPlaneError
 
 
 def _decision(supervision: str, proposal: str, verdict: str, version: str = "v1") -> Decision:
@@ -64,7 +64,7 @@ def test_a_crash_while_recording_a_supervision_leaves_none_of_it(db_url, monkeyp
     def crash(self, conn, actions):  # the last write of the transaction: the outbox entries
         raise OSError("disk full")
 
-    monkeypatch.setattr("resources.decision_log.Outbox.enqueue", crash)
+    monkeypatch.setattr("foureyes.resources.control_plane.decisions.Outbox.enqueue", crash)
     with pytest.raises(OSError, match="disk full"):
         log.record([_decision("s1", "A", APPROVED)], supervision=_supervision("s1"))
     assert log.supervision("var_risk", "2026-11-20", "v1") is None
@@ -183,7 +183,7 @@ def test_a_store_of_another_schema_version_is_refused(tmp_path):
     with engine_for(url).begin() as conn:
         conn.execute(sa.update(control_schema.meta).values(value="0"))
     dispose_all()
-    import resources.control_plane as module
+    import foureyes.resources.control_plane.resource as module
 
     module._ready.clear()
     with pytest.raises(ControlPlaneError, match="has schema version 0, this foureyes expects"):

@@ -4,7 +4,7 @@ import datetime as dt
 
 import sqlalchemy as sa
 
-from resources.engine import engine_for, insert_rows, write_transaction
+from foureyes.resources.engine import engine_for, insert_rows, write_transaction
 
 TIMES = sa.Table("times", sa.MetaData(), sa.Column("id", sa.Integer), sa.Column("at", sa.DateTime(timezone=True)))
 

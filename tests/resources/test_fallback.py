@@ -14,12 +14,12 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from agent_assets.calendar import business_days
-from resources.asset_inputs import AssetInput
-from resources.check_record import NOT_CHECKED, PASSED, current_record
-from resources.dataset_version import dataset_version
-from resources.errors import InputDataError
-from resources.fallback import FallbackResource, LastKnownGood, ServedInput, partition_unit
+from foureyes.calendar import business_days
+from foureyes.resources.asset_inputs import AssetInput
+from foureyes.resources.errors import InputDataError
+from foureyes.resources.fallback.check_record import NOT_CHECKED, PASSED, current_record
+from foureyes.resources.fallback.inputs import FallbackResource, LastKnownGood, ServedInput, partition_unit
+from foureyes.resources.warehouse.versions import dataset_version
 
 DAYS = business_days("2026-11-02")
 WRITTEN: dict[str, float] = {}  # the close each partition was last written with

@@ -6,11 +6,11 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from agent_assets.step_lineage import open_step, read_recorded
-from resources.control_plane import ControlPlaneResource
-from resources.lineage import LINEAGE_HOOKS, OpenLineageResource
-from resources.lineage_store import INPUT, OUTPUT, dataset_refs
-from resources.warehouse import PartitionedSqlIOManager, SqlWarehouseResource, versioned_output
+from foureyes.observe.step_lineage import open_step, read_recorded
+from foureyes.resources.control_plane.resource import ControlPlaneResource
+from foureyes.resources.lineage.emitter import LINEAGE_HOOKS, OpenLineageResource
+from foureyes.resources.lineage.store import INPUT, OUTPUT, dataset_refs
+from foureyes.resources.warehouse.store import PartitionedSqlIOManager, SqlWarehouseResource, versioned_output
 from tests.conftest import assert_valid_openlineage
 
 DAYS = dg.DailyPartitionsDefinition(start_date="2026-11-01")
@@ -51,10 +51,10 @@ def test_complete_events_carry_partitions_versions_statistics_and_schema(db_url)
     events = [e.payload for e in ControlPlaneResource(url=db_url).lineage_store.events()]
     assert_valid_openlineage(events)
     assert [(e["job"]["name"], e["eventType"]) for e in events] == [
-        ("agent_assets.quotes", "START"),
-        ("agent_assets.quotes", "COMPLETE"),
-        ("agent_assets.signal", "START"),
-        ("agent_assets.signal", "COMPLETE"),
+        ("foureyes.quotes", "START"),
+        ("foureyes.quotes", "COMPLETE"),
+        ("foureyes.signal", "START"),
+        ("foureyes.signal", "COMPLETE"),
     ]
     complete = events[3]
     warehouse = SqlWarehouseResource(url=db_url)
@@ -100,15 +100,17 @@ def test_a_failing_step_sends_fail_with_its_inputs(db_url):
     events = [e.payload for e in ControlPlaneResource(url=db_url).lineage_store.events()]
     assert_valid_openlineage(events)
     fail = events[-1]
-    assert fail["eventType"] == "FAIL" and fail["job"]["name"] == "agent_assets.signal"
+    assert fail["eventType"] == "FAIL" and fail["job"]["name"] == "foureyes.signal"
     assert "ValueError: prices out of range" in fail["run"]["facets"]["errorMessage"]["message"]
     assert [i["name"].rsplit(".", 1)[-1] for i in fail["inputs"]] == ["quotes"]
 
 
 def test_an_unusable_lineage_store_never_fails_the_asset(tmp_path, caplog, monkeypatch):
-    import resources.lineage
+    import foureyes.resources.lineage.emitter
 
-    monkeypatch.setattr(resources.lineage, "_warned", set())  # warned once per process: this test's process
+    monkeypatch.setattr(
+        foureyes.resources.lineage.emitter, "_warned", set()
+    )  # warned once per process: this test's process
     lineage = OpenLineageResource(control_url="sqlite:////proc/no/such/dir/control.db")
     with caplog.at_level(logging.WARNING, logger="foureyes.lineage"):
         result = _materialize(f"sqlite:///{tmp_path}/w.db", lineage, quotes)

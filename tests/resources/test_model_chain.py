@@ -6,7 +6,12 @@ import time
 
 import pytest
 
-from resources.model_chain import ModelBackend, ModelChainExhaustedError, ModelChainResource, ModelQuestion
+from foureyes.resources.fallback.model_chain import (
+    ModelBackend,
+    ModelChainExhaustedError,
+    ModelChainResource,
+    ModelQuestion,
+)
 from tests.servers import ERROR, GARBAGE, INVALID, SLOW, ModelServer
 
 SCHEMA = {

@@ -12,11 +12,20 @@ from dataclasses import replace
 import pytest
 import sqlalchemy as sa
 
-from resources.control_plane import ControlPlaneResource
-from resources.control_schema import outbox as outbox_table
-from resources.engine import write_transaction
-from resources.errors import FoureyesError
-from resources.outbox import CANCELLED, DELIVERED, DELIVERING, FAILED, IN_DOUBT, LEASE, QUEUED, OutboxEntry
+from foureyes.resources.control_plane.outbox import (
+    CANCELLED,
+    DELIVERED,
+    DELIVERING,
+    FAILED,
+    IN_DOUBT,
+    LEASE,
+    QUEUED,
+    OutboxEntry,
+)
+from foureyes.resources.control_plane.resource import ControlPlaneResource
+from foureyes.resources.control_plane.schema import outbox as outbox_table
+from foureyes.resources.engine import write_transaction
+from foureyes.resources.errors import FoureyesError
 
 T0 = dt.datetime(2026, 11, 20, 9, 30, tzinfo=dt.UTC)
 

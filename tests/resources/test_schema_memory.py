@@ -5,11 +5,11 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from resources.action_targets import Action, SqlBooksTarget, booked_actions
-from resources.engine import engine_for
-from resources.errors import PartitionNotFoundError
-from resources.schema_memory import SchemaMemory
-from resources.warehouse import CATALOG_TABLE, SqlWarehouseResource
+from foureyes.resources.engine import engine_for
+from foureyes.resources.errors import PartitionNotFoundError
+from foureyes.resources.targets.base import Action, SqlBooksTarget, booked_actions
+from foureyes.resources.warehouse.schema_memory import SchemaMemory
+from foureyes.resources.warehouse.store import CATALOG_TABLE, SqlWarehouseResource
 
 FRAME = pd.DataFrame({"instrument_id": ["A", "B"], "price": [1.5, 2.5]})
 

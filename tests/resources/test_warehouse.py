@@ -14,10 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.pandas import column, data_frames, range_indexes
 
-from resources import bulk_load
-from resources.dataset_version import dataset_version
-from resources.errors import PartitionNotFoundError, SchemaConflictError, UnsupportedDtypeError
-from resources.warehouse import PartitionedSqlIOManager, SqlWarehouseResource, versioned_output
+from foureyes.resources.errors import PartitionNotFoundError, SchemaConflictError, UnsupportedDtypeError
+from foureyes.resources.warehouse import bulk_load
+from foureyes.resources.warehouse.store import PartitionedSqlIOManager, SqlWarehouseResource, versioned_output
+from foureyes.resources.warehouse.versions import dataset_version
 
 
 def _every_dtype() -> pd.DataFrame:
@@ -165,7 +165,7 @@ def test_an_error_inside_the_write_transaction_keeps_the_old_partition(db_url, m
         real_insert(conn, table, partition, frame, columns)  # the new rows are in, uncommitted
         raise RuntimeError("power cut")
 
-    monkeypatch.setattr("resources.warehouse.insert_partition", insert_then_crash)
+    monkeypatch.setattr("foureyes.resources.warehouse.store.insert_partition", insert_then_crash)
     with pytest.raises(RuntimeError, match="power cut"):
         warehouse.write_partition("prices", "2026-11-20", pd.DataFrame({"close": [9.0] * 10}))
     stored = warehouse.read_partition("prices", "2026-11-20")
@@ -183,7 +183,7 @@ def _write_forever(url: str, started) -> None:
         started.set()
         real_insert(conn, table, partition, frame, columns)
 
-    import resources.warehouse as module
+    import foureyes.resources.warehouse.store as module
 
     module.insert_partition = announce
     warehouse.write_partition("prices", "2026-11-20", big)

@@ -1,0 +1,1 @@
+"""Dagster Components for foureyes: ``AgentComponent`` declares an agent in a ``defs.yaml``."""
