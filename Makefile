@@ -53,7 +53,7 @@ bench: setup
 lock:
 	rm -rf .lockvenv && $(PYTHON) -m venv .lockvenv
 	.lockvenv/bin/pip install -qq --disable-pip-version-check '.[dev]'
-	.lockvenv/bin/pip freeze --exclude foureyes > constraints.txt
+	.lockvenv/bin/pip freeze --all --exclude foureyes --exclude pip > constraints.txt
 	rm -rf .lockvenv build
 
 clean:
