@@ -22,6 +22,7 @@ _PUBLIC = {
     "define_agent": "foureyes.agent",
     "AssetInput": "foureyes.resources.asset_inputs",
     "ProposalContext": "foureyes.propose.context",
+    "Liveness": "foureyes.resources.control_plane.agent_state",
     "ModelQuestion": "foureyes.resources.fallback.model_chain",
     "HOLD": "foureyes.checks.supervisor",
     "business_days": "foureyes.calendar",
@@ -83,6 +84,7 @@ __all__ = [
     "HttpToolTarget",
     "InputDataError",
     "Join",
+    "Liveness",
     "ModelBackend",
     "ModelChainResource",
     "ModelQuestion",
@@ -121,6 +123,7 @@ if TYPE_CHECKING:
     from foureyes.components.agent_component import AgentComponent
     from foureyes.propose.context import ProposalContext
     from foureyes.resources.asset_inputs import AssetInput, require_columns
+    from foureyes.resources.control_plane.agent_state import Liveness
     from foureyes.resources.control_plane.resource import ControlPlaneResource
     from foureyes.resources.errors import (
         AgentDefinitionError,

@@ -38,7 +38,7 @@ import dagster as dg
 import pandas as pd
 from bench_results import RESULTS
 
-from foureyes.agent import AgentSpec, ProposalContext
+from foureyes import Agent, ProposalContext
 from foureyes.checks.supervisor import HOLD
 from foureyes.examples.finance_desk.calendar import BUSINESS_DAYS, business_days_ending
 from foureyes.examples.finance_desk.daily_run import QUIET
@@ -55,21 +55,21 @@ AGENTS = (VAR_RISK, MARGIN_CALLS, REBALANCING)
 GOAL = 1.2
 END = "2026-11-20"
 STAGES: dict[str, tuple[str, str]] = {  # stage -> (file suffix, function) whose cumulative time is the stage's
-    "serve inputs (fallback, ledger)": ("resources/fallback.py", "serve"),
-    "agent compute (propose)": ("agent_assets/agent.py", "_run_agent"),
+    "serve inputs (fallback, Dagster's record)": ("resources/fallback/inputs.py", "serve"),
+    "agent compute (propose)": ("agent_assets/propose/proposals.py", "_run_agent"),
     "supervisor review (schema, rules, reviewers)": ("checks/supervisor.py", "review"),
-    "decision log + approvals + outbox (one txn)": ("resources/decision_log.py", "record"),
-    "executor delivery + receipts": ("agent_assets/executor.py", "deliver_partition"),
-    "warehouse writes (IO manager)": ("resources/warehouse.py", "handle_output"),
-    "warehouse reads (executor, supervisor)": ("resources/warehouse.py", "read_partition"),
-    "lineage events (START/COMPLETE)": ("resources/lineage.py", "_emit"),
-    "agent-run record": ("resources/agent_runs.py", "record"),
-    "heartbeats and phases": ("resources/agent_state.py", "report"),
-    "tool-call log": ("resources/tool_calls.py", "record"),
+    "decision log + approvals + outbox (one txn)": ("resources/control_plane/decisions.py", "record"),
+    "executor delivery + receipts": ("agent_assets/execute/executor.py", "deliver_partition"),
+    "warehouse writes (IO manager)": ("resources/warehouse/store.py", "handle_output"),
+    "warehouse reads (executor, supervisor)": ("resources/warehouse/store.py", "read_partition"),
+    "lineage events (START/COMPLETE)": ("resources/lineage/emitter.py", "_emit"),
+    "agent-run record": ("resources/control_plane/agent_runs.py", "record"),
+    "heartbeats and phases": ("resources/control_plane/agent_state.py", "report"),
+    "tool-call log": ("resources/control_plane/tool_calls.py", "record"),
 }
 
 
-def plain_assets(spec: AgentSpec) -> list[dg.AssetsDefinition]:
+def plain_assets(spec: Agent) -> list[dg.AssetsDefinition]:
     """The agent as two plain Dagster assets: the same inputs and ``propose``, no supervision."""
 
     @dg.asset(name=f"{spec.name}_plain_proposals", partitions_def=BUSINESS_DAYS)
@@ -133,7 +133,7 @@ def measure(partitions: int, warmup: int, home: Path) -> dict:
     days = business_days_ending(END, 2 * partitions + warmup)
     foureyes_job, market_data = defs.resolve_job_def(DAILY_JOB), defs.resolve_job_def(MARKET_DATA_JOB)
     plain_resources = {
-        "warehouse": resources["warehouse"],
+        "warehouse": resources["foureyes_warehouse"],
         "io_manager": dg.FilesystemIOManager(base_dir=str(home / "plain")),
     }
     runs: dict[str, list[float]] = {"foureyes": [], "plain": []}

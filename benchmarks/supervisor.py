@@ -34,12 +34,12 @@ import pandera.pandas as pa
 from bench_results import RESULTS
 from pandera.typing import Series
 
-from foureyes.agent import AssetInput, define_agent
+import foureyes
+from foureyes import AssetInput, define_agent
 from foureyes.checks.rule_kinds import ConcentrationLimit, Expression, RestrictedList, Threshold
 from foureyes.checks.rules import Join
 from foureyes.checks.supervisor import Supervisor
 from foureyes.examples.finance_desk.daily_run import QUIET
-from foureyes.examples.finance_desk.definitions import build_resources
 from foureyes.resources.settings import FoureyesSettings
 from foureyes.resources.targets.base import SqlBooksTarget, booked_actions
 from foureyes.resources.warehouse.store import versioned_output
@@ -276,6 +276,7 @@ def materialisation(n: int, actions: float) -> dict:
         propose=lambda ctx: frame,
         proposals_schema=Trades,
         natural_key=["trade_ref"],
+        actions=["buy", "sell"],
         rules=TEN_RULES,
         references=[AssetInput(name) for name in refs],
         partitions_def=partitions,
@@ -283,14 +284,15 @@ def materialisation(n: int, actions: float) -> dict:
     with tempfile.TemporaryDirectory() as home:
         settings = FoureyesSettings.from_env({"FOUREYES_HOME": home})
         books = SqlBooksTarget(url=settings.warehouse_url, table="bench_books", actions=["buy", "sell"])
-        resources = {**build_resources(settings), "books": books}  # the code location's own resources
-        warehouse = resources["warehouse"]
+        defs = foureyes.definitions(agents=[agent], resources={"books": books}, settings=settings)
+        resources = {**defs.resources, "io_manager": defs.resources["foureyes_io_manager"]}
+        warehouse = resources["foureyes_warehouse"]
         instance = dg.DagsterInstance.ephemeral()
         dg.materialize(reference_assets, resources=resources, instance=instance, run_config=QUIET)
         started = time.perf_counter()
         result = dg.materialize(
-            [signals, *reference_assets, *agent.assets, *agent.asset_checks],
-            selection=[signals.key, *agent.assets[0].keys, *agent.assets[1].keys],
+            [signals, *reference_assets, *defs.assets, *defs.asset_checks],
+            selection=[signals.key, agent.proposals_key, agent.actions_key],
             partition_key="p",
             resources=resources,
             instance=instance,

@@ -22,11 +22,21 @@ from foureyes.resources.errors import AgentDefinitionError
 @dataclass(frozen=True)
 class ApprovalPolicy:
     """Examples:
-    .. code-block:: python
-
-        ApprovalPolicy(id="large_call", description="Calls above 5m need a collateral manager",
-                       column="call_amount", above=5e6, four_eyes_above=20e6,
-                       summary="{counterparty_id}: call {call_amount:,.0f}")
+    >>> import pandas as pd
+    >>> import foureyes
+    >>> policy = foureyes.ApprovalPolicy(
+    ...     id="large_call",
+    ...     description="Calls above 5m need a collateral manager",
+    ...     column="call_amount",
+    ...     above=5e6,
+    ...     four_eyes_above=20e6,
+    ...     summary="{counterparty_id}: call {call_amount:,.0f}",
+    ... )
+    >>> calls = pd.DataFrame({"counterparty_id": ["C1", "C2", "C3"], "call_amount": [1e6, -8e6, 25e6]})
+    >>> policy.required_approvals(calls).tolist()  # none, one approver, two (four eyes)
+    [0, 1, 2]
+    >>> policy.describe(calls.iloc[2])
+    'C3: call 25,000,000'
     """
 
     id: str

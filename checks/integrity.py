@@ -16,6 +16,7 @@ Each is a rejection of the rows that break it, with the reason, like an error-se
 
 from __future__ import annotations
 
+import cmath
 import math
 from collections.abc import Collection, Sequence
 
@@ -85,11 +86,28 @@ def _infinite(column: pd.Series) -> np.ndarray:
         return infinite_category[column.cat.codes.to_numpy()]
     if pd.api.types.is_float_dtype(column.dtype):
         return np.isinf(column.to_numpy(dtype=float, na_value=np.nan))
-    if column.dtype == object and pd.api.types.infer_dtype(column, skipna=True) not in ("string", "empty"):
-        return np.fromiter(
-            (isinstance(v, float | np.floating) and math.isinf(v) for v in column.tolist()), bool, len(column)
-        )
-    return np.zeros(len(column), dtype=bool)
+    if _never_infinite(column):
+        return np.zeros(len(column), dtype=bool)
+    # anything else — objects, sparse or complex columns, extension types — is looked at value by value
+    return np.fromiter((_is_infinite(v) for v in column.tolist()), bool, len(column))
+
+
+def _never_infinite(column: pd.Series) -> bool:
+    """Columns whose type cannot hold an infinity: integers, booleans, dates, text."""
+    dtype = column.dtype
+    if pd.api.types.is_integer_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
+        return True
+    if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
+        return True
+    return pd.api.types.infer_dtype(column, skipna=True) in ("string", "empty")
+
+
+def _is_infinite(value: object) -> bool:
+    if isinstance(value, float | np.floating):
+        return math.isinf(value)
+    if isinstance(value, complex | np.complexfloating):
+        return cmath.isinf(value)
+    return False
 
 
 def _missing(column: pd.Series) -> np.ndarray:

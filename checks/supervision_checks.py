@@ -62,16 +62,20 @@ def supervision_checks(
     """Build the blocking asset checks that supervise one agent's proposals.
 
     Examples:
-        .. code-block:: python
-
-            checks = supervision_checks(
-                agent="var_risk",
-                proposals_key=dg.AssetKey("var_risk_proposals"),
-                partitions_def=business_days,
-                supervisor=Supervisor(schema=VarProposals, rules=VAR_RULES),
-                references=[AssetInput("market_prices"), AssetInput("positions")],
-            )
-            defs = dg.Definitions(assets=[...], asset_checks=[checks])
+        >>> import dagster as dg
+        >>> import pandera.pandas as pa
+        >>> from foureyes.checks import Supervisor
+        >>> from foureyes.checks.supervision_checks import supervision_checks
+        >>> checks = supervision_checks(
+        ...     agent="var_risk",
+        ...     proposals_key=dg.AssetKey("var_risk_proposals"),
+        ...     partitions_def=None,
+        ...     supervisor=Supervisor(schema=pa.DataFrameSchema({"action": pa.Column(str)})),
+        ... )
+        >>> sorted((spec.name, spec.blocking) for spec in checks.check_specs)
+        [('business_rules', True), ('proposals_schema', True)]
+        >>> sorted(checks.required_resource_keys)
+        ['books', 'foureyes_control_plane', 'foureyes_fallback', 'foureyes_warehouse', 'io_manager']
     """
     severity = dg.AssetCheckSeverity.ERROR if supervisor.on_rejection == BLOCK else dg.AssetCheckSeverity.WARN
     with warnings.catch_warnings():  # partitioned check specs are a Dagster preview feature

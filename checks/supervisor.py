@@ -70,16 +70,28 @@ class Supervisor:
     """Schema, rules, reviewers, the rejection policy and the approval policy.
 
     Examples:
-        .. code-block:: python
-
-            supervisor = Supervisor(
-                schema=VarProposals,
-                rules=load_rules("rules/var_risk.yaml"),
-                reviewers=[PriceAnomalyReviewer()],
-                approval=ApprovalPolicy(id="big_cut", description="...", column="reduction_pct", above=0.3),
-                on_rejection="drop",
-            )
-            supervision = supervisor.review(proposals, references)
+        >>> import pandas as pd
+        >>> import pandera.pandas as pa
+        >>> import foureyes
+        >>> from foureyes.checks import Supervisor
+        >>> max_cut = foureyes.Threshold(
+        ...     id="max_cut",
+        ...     description="at most half",
+        ...     message="cut {reduction_pct:.0%}",
+        ...     column="reduction_pct",
+        ...     value=0.5,
+        ... )
+        >>> supervisor = Supervisor(
+        ...     schema=pa.DataFrameSchema({"action": pa.Column(str), "reduction_pct": pa.Column(float)}),
+        ...     rules=[max_cut],
+        ...     approval=foureyes.ApprovalPolicy(id="big_cut", description="...", column="reduction_pct", above=0.3),
+        ...     on_rejection="drop",
+        ... )
+        >>> supervision = supervisor.review(pd.DataFrame({"action": ["reduce"] * 3, "reduction_pct": [0.1, 0.4, 0.7]}))
+        >>> supervision.verdicts.tolist()
+        ['approved', 'pending', 'rejected']
+        >>> supervision.reasons()[2]
+        (Reason(rule='max_cut', severity='error', message='cut 70%'),)
     """
 
     schema: ProposalsSchema

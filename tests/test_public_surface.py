@@ -135,7 +135,7 @@ DOCTESTS = [(m, t) for m in MODULES for t in _examples(m)]
 def test_every_docstring_example_runs(module, example, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # examples that write files write them here
     monkeypatch.setenv("FOUREYES_HOME", str(tmp_path / "home"))
-    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    runner = doctest.DocTestRunner(verbose=False, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     runner.run(example, out=lambda text: pytest.fail(f"{module}: {text}", pytrace=False))
     assert runner.summarize(verbose=False).failed == 0
 

@@ -155,7 +155,7 @@ class AgentComponent(dg.Component, dg.Resolvable, dg.Model):
         ...     confidence: float
         >>> component = foureyes.AgentComponent(
         ...     name="watcher",
-        ...     inputs=["trades"],
+        ...     inputs=[foureyes.AssetInput("trades")],
         ...     propose=lambda ctx: pd.DataFrame(),
         ...     proposals_schema=Alerts,
         ...     natural_key=["desk"],

@@ -63,15 +63,15 @@ class ControlPlaneResource(dg.ConfigurableResource):
     """The store of decisions, verdicts, action receipts and lineage events.
 
     Examples:
-        .. code-block:: python
-
-            import dagster as dg
-            from resources import ControlPlaneResource
-
-            defs = dg.Definitions(
-                assets=[...],
-                resources={"control_plane": ControlPlaneResource(url="sqlite:////data/control.db")},
-            )
+        >>> import dagster as dg
+        >>> import sqlalchemy as sa
+        >>> import foureyes
+        >>> control_plane = foureyes.ControlPlaneResource(url="sqlite:///control.db")
+        >>> control_plane.reach()  # creates the schema on first use
+        >>> {"decisions", "receipts", "outbox"} <= set(sa.inspect(control_plane.engine).get_table_names())
+        True
+        >>> sorted(dg.Definitions(resources={"control_plane": control_plane}).resources)
+        ['control_plane']
     """
 
     url: str = Field(description="SQLAlchemy URL of the control-plane database.")

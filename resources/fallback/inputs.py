@@ -103,12 +103,13 @@ class FallbackResource(dg.ConfigurableResource):
     """Serves each agent input from the requested partition or the last known good one.
 
     Examples:
-        .. code-block:: python
-
-            import dagster as dg
-            from foureyes.resources.fallback.inputs import FallbackResource
-
-            defs = dg.Definitions(resources={"fallback": FallbackResource(look_back=20)})
+        >>> import dagster as dg
+        >>> import foureyes
+        >>> fallback = foureyes.FallbackResource(look_back=20)
+        >>> fallback.look_back, fallback.code_location
+        (20, None)
+        >>> sorted(dg.Definitions(resources={"fallback": fallback}).resources)
+        ['fallback']
     """
 
     look_back: int = Field(default=60, description="How many earlier partitions to search for a good one.")

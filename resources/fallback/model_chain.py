@@ -102,17 +102,35 @@ class ModelChainResource(dg.ConfigurableResource):
     ``FOUREYES_MODELS``; pass it with ``dg.EnvVar``), tried before ``backends``.
 
     Examples:
-        .. code-block:: python
+        >>> import dagster as dg
+        >>> import foureyes
+        >>> models = foureyes.ModelChainResource(
+        ...     control_url="sqlite:///control.db",
+        ...     endpoints="primary=http://models-a:8000",
+        ...     backends=[
+        ...         foureyes.ModelBackend(
+        ...             name="secondary", kind="openai", url="http://models-b:8000", api_key=dg.EnvVar("MODEL_B_KEY")
+        ...         ),
+        ...         foureyes.ModelBackend(name="local", kind="local_policy"),
+        ...     ],
+        ... )
+        >>> [(backend.name, backend.kind) for backend in models.chain()]
+        [('primary', 'openai'), ('secondary', 'openai'), ('local', 'local_policy')]
 
-            models = ModelChainResource(
-                control_url="sqlite:////data/control.db",
-                backends=[
-                    ModelBackend(name="primary", kind="openai", url="http://models-a:8000",
-                                 api_key=dg.EnvVar("MODEL_A_KEY")),
-                    ModelBackend(name="secondary", kind="openai", url="http://models-b:8000"),
-                    ModelBackend(name="local", kind="local_policy"),
-                ],
-            )
+        A chain of only the local policy answers without a network:
+
+        >>> local = foureyes.ModelChainResource(
+        ...     control_url="sqlite:///control.db", backends=[foureyes.ModelBackend(name="local", kind="local_policy")]
+        ... )
+        >>> question = foureyes.ModelQuestion(
+        ...     system="You size hedges.",
+        ...     prompt="Hedge P1?",
+        ...     answer_schema={"type": "object", "required": ["hedge"]},
+        ...     local_policy=lambda: {"hedge": 0.5},
+        ... )
+        >>> answer = local.ask(question)
+        >>> answer.backend, answer.answer
+        ('local', {'hedge': 0.5})
     """
 
     control_url: str = Field(description="Control-plane store holding the circuit breakers.")

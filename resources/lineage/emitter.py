@@ -158,15 +158,13 @@ class OpenLineageResource(dg.ConfigurableResource):
     """Emits OpenLineage events for foureyes steps; by default into the control-plane store.
 
     Examples:
-        .. code-block:: python
-
-            import dagster as dg
-            from resources import OpenLineageResource
-
-            defs = dg.Definitions(
-                assets=[...],
-                resources={"lineage": OpenLineageResource(control_url="sqlite:////data/control.db")},
-            )
+        >>> import dagster as dg
+        >>> import foureyes
+        >>> lineage = foureyes.OpenLineageResource(control_url="sqlite:///control.db", mode="store")
+        >>> lineage.namespace, lineage.mode, lineage.enabled
+        ('foureyes', 'store', True)
+        >>> sorted(dg.Definitions(resources={"lineage": lineage}).resources)
+        ['lineage']
     """
 
     control_url: str = Field(description="Control-plane store the default transport writes to.")

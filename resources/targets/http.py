@@ -41,18 +41,18 @@ class HttpToolTarget(ActionTarget):
     """POSTs approved actions to ``{url}/actions``.
 
     Examples:
-        .. code-block:: python
-
-            import dagster as dg
-            from foureyes.resources.targets.http import HttpToolTarget
-
-            oms = HttpToolTarget(
-                url="https://oms.internal",
-                token=dg.EnvVar("OMS_TOKEN"),
-                actions=["buy", "sell"],
-                honours_idempotency_key=True,
-            )
-            defs = dg.Definitions(resources={"order_system": oms})
+        >>> import dagster as dg
+        >>> import foureyes
+        >>> oms = foureyes.HttpToolTarget(
+        ...     url="https://oms.internal/",
+        ...     token=dg.EnvVar("OMS_TOKEN"),
+        ...     actions=["buy", "sell"],
+        ...     honours_idempotency_key=True,
+        ... )
+        >>> oms.shown_url, oms.actions, oms.deduplicates
+        ('https://oms.internal', ['buy', 'sell'], True)
+        >>> sorted(dg.Definitions(resources={"order_system": oms}).resources)
+        ['order_system']
     """
 
     kind: ClassVar[str] = "http_tool"

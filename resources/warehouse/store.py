@@ -79,19 +79,18 @@ class SqlWarehouseResource(dg.ConfigurableResource):
     """A SQLAlchemy database holding partitioned asset tables, with versioned partitions.
 
     Examples:
-        .. code-block:: python
-
-            import dagster as dg
-            from resources import PartitionedSqlIOManager, SqlWarehouseResource
-
-            warehouse = SqlWarehouseResource(url="sqlite:////data/warehouse.db")
-            defs = dg.Definitions(
-                assets=[...],
-                resources={
-                    "warehouse": warehouse,
-                    "io_manager": PartitionedSqlIOManager(warehouse=warehouse),
-                },
-            )
+        >>> import dagster as dg
+        >>> import pandas as pd
+        >>> import foureyes
+        >>> warehouse = foureyes.SqlWarehouseResource(url="sqlite:///warehouse.db")
+        >>> record = warehouse.write_partition("prices", "2024-01-02", pd.DataFrame({"close": [101.5, 99.0]}))
+        >>> record.table, record.partition, record.row_count
+        ('prices', '2024-01-02', 2)
+        >>> warehouse.read_partition("prices", "2024-01-02").frame["close"].tolist()
+        [101.5, 99.0]
+        >>> io_manager = foureyes.PartitionedSqlIOManager(warehouse=warehouse)
+        >>> sorted(dg.Definitions(resources={"warehouse": warehouse, "io_manager": io_manager}).resources)
+        ['io_manager', 'warehouse']
     """
 
     url: str = Field(description="SQLAlchemy URL, e.g. sqlite:////abs/warehouse.db or postgresql+psycopg://...")
@@ -441,13 +440,18 @@ class PartitionedSqlIOManager(dg.ConfigurableIOManager):
     error naming the asset and partition, never an empty frame.
 
     Examples:
-        .. code-block:: python
-
-            warehouse = SqlWarehouseResource(url="sqlite:////data/warehouse.db")
-            defs = dg.Definitions(
-                assets=[prices],
-                resources={"io_manager": PartitionedSqlIOManager(warehouse=warehouse)},
-            )
+        >>> import dagster as dg
+        >>> import pandas as pd
+        >>> import foureyes
+        >>> @dg.asset
+        ... def prices() -> pd.DataFrame:
+        ...     return pd.DataFrame({"close": [101.5]})
+        >>> warehouse = foureyes.SqlWarehouseResource(url="sqlite:///warehouse.db")
+        >>> io_manager = foureyes.PartitionedSqlIOManager(warehouse=warehouse)
+        >>> dg.materialize([prices], resources={"io_manager": io_manager}).success
+        True
+        >>> warehouse.read_partition("prices", None).frame["close"].tolist()
+        [101.5]
     """
 
     warehouse: SqlWarehouseResource

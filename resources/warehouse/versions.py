@@ -21,14 +21,14 @@ def schema_signature(frame: pd.DataFrame) -> str:
 
 
 def dataset_version(frame: pd.DataFrame) -> str:
-    """Return a stable content hash of ``frame`` (32 hex characters).
+    """A stable content hash of ``frame`` (32 hex characters): the same rows give the same version.
 
-        Examples:
-            >>> import numpy as np
-    import pandas as pd
-            >>> dataset_version(pd.DataFrame({"a": [1, 2]})) == dataset_version(
-            ...     pd.DataFrame({"a": [1, 2]}, index=[7, 8]))
-            True
+    The index is not content, so a frame re-read from any store keeps its version.
+
+    Examples:
+        >>> import pandas as pd
+        >>> dataset_version(pd.DataFrame({"a": [1, 2]})) == dataset_version(pd.DataFrame({"a": [1, 2]}, index=[7, 8]))
+        True
     """
     digest = hashlib.sha256(schema_signature(frame).encode())
     if len(frame.columns) and len(frame):

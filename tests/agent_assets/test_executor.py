@@ -322,6 +322,29 @@ def test_a_tool_call_takes_the_time_the_target_took_in_milliseconds_to_one_decim
     assert any(ms != int(ms) for ms in latencies), latencies  # not whole milliseconds
 
 
+class _Clock:
+    """A stand-in for the process clock that moves only when the target sleeps, by exactly that much."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_a_tool_call_records_exactly_the_seconds_the_target_took_as_milliseconds(control, monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr(time, "perf_counter", clock.perf_counter)
+    monkeypatch.setattr(time, "sleep", clock.sleep)
+    _supervise(control, "v1", {"a": APPROVED})
+    target, _ = _target(delay_s=2.5)
+    _rows(control, "v1", target)
+    assert [c.latency_ms for c in control.tool_calls.for_partition(AGENT, DAY)] == [2500.0]
+
+
 def test_a_transient_failure_is_queued_with_its_attempt_and_next_time(control):
     _supervise(control, "v1", {"a": APPROVED})
     target, _ = _target(TargetUnavailableError("down", sent=False))

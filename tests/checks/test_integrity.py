@@ -61,6 +61,21 @@ def test_an_infinity_hidden_in_a_column_of_mixed_objects_is_found():
     assert _rules_of(integrity_findings(frame, KEY, ACCEPTED)) == {2: {FINITE}}
 
 
+@pytest.mark.parametrize(
+    "column",
+    [
+        pd.Series([1.0, 2.0, np.inf], dtype=pd.SparseDtype(object)),
+        pd.Series([1 + 0j, 2 + 0j, complex(np.inf, 0)]),
+        pd.Series([1.0, 2.0, -np.inf], dtype="Float64"),
+        pd.Series([1.0, 2.0, float("inf")], dtype=pd.SparseDtype(float)),
+    ],
+    ids=["sparse-object", "complex", "nullable-float", "sparse-float"],
+)
+def test_an_infinity_is_found_whatever_the_column_type(column):
+    frame = _frame().assign(trade_value=column.to_numpy() if column.dtype == complex else column.array)
+    assert _rules_of(integrity_findings(frame, KEY, ACCEPTED)) == {2: {FINITE}}
+
+
 def test_nan_is_missing_not_infinite():
     assert integrity_findings(_frame(trade_value=[np.nan, 1.0, 2.0]), KEY, ACCEPTED).empty
 

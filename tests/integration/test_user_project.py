@@ -22,6 +22,7 @@ import dagster as dg
 import pytest
 
 from foureyes.resources.targets.base import booked_actions
+from tests.conftest import ROOT
 from tests.servers import ToolServer
 
 PROJECT = Path(__file__).parent / "projects" / "riskproj"
@@ -191,3 +192,28 @@ def test_the_agent_component_is_a_dg_plugin(tmp_path):
     (written / "defs.yaml").write_text((written / "defs.yaml").read_text().replace("actions: [flag]", "actions: 3"))
     broken = project.run("dg", "check", "defs")
     assert broken.returncode != 0 and "actions" in broken.stdout + broken.stderr
+
+
+def test_the_readmes_add_foureyes_to_your_project_runs_as_written(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    section = readme[
+        readme.index("## Add foureyes to your Dagster project") : readme.index("## How it maps onto Dagster")
+    ]
+    (tmp_path / "desk.py").write_text(re.findall(r"```python\n(.*?)```", section, re.S)[0])
+    commands = [c for c in re.findall(r"```console\n(.*?)```", section, re.S)[1].splitlines() if "dagster dev" not in c]
+    dagster_home = tmp_path / ".dagster"
+    dagster_home.mkdir()
+    (dagster_home / "dagster.yaml").touch()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FOUREYES_", "DAGSTER_", "PYTHONPATH"))}
+    env |= {"FOUREYES_HOME": str(tmp_path / ".foureyes"), "DAGSTER_HOME": str(dagster_home), "PYTHONWARNINGS": "ignore"}
+    env["PATH"] = f"{BIN}:{env['PATH']}"
+    outputs = []
+    for command in commands:
+        line = command.split("#")[0]  # as typed, comment aside
+        done = subprocess.run(line, shell=True, env=env, cwd=tmp_path, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, (command, done.stderr[-2000:])
+        outputs.append(done.stdout)
+    _, status, decisions, trace = outputs
+    assert re.search(r"^late_trades\s+idle\s+2026-11-20", status, re.M), status
+    assert "-> APPROVED" in decisions and "executed on books" in decisions
+    assert "└─ trades[2026-11-20]" in trace and "checks: 1/1 passed" in trace

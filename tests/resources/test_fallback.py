@@ -7,12 +7,15 @@ through the resolver and the test looks at what was served.
 """
 
 import datetime as dt
+import json
 import warnings
 from typing import Any
 
 import dagster as dg
 import pandas as pd
 import pytest
+from click.testing import CliRunner
+from dagster._cli import cli  # what the `dagster` console script runs
 
 from foureyes.calendar import business_days
 from foureyes.resources.asset_inputs import AssetInput
@@ -499,3 +502,61 @@ def test_an_input_is_loaded_exactly_as_named_for_a_reviewer(instance):
     )
     prices_frame, reference_frame = loaded
     assert prices_frame["close"].tolist() == [17.0] and reference_frame["limit"].tolist() == [10]
+
+
+CODE_LOCATION = """
+import json
+
+import dagster as dg
+import pandas as pd
+
+from foureyes.resources.asset_inputs import AssetInput
+from foureyes.resources.fallback.inputs import FallbackResource
+
+DAYS = dg.DailyPartitionsDefinition(start_date="2026-11-01")
+
+
+@dg.asset(partitions_def=DAYS, io_manager_key="vault")
+def vaulted(context: dg.AssetExecutionContext) -> pd.DataFrame:
+    return pd.DataFrame({"close": [42.0], "day": [context.partition_key]})
+
+
+@dg.asset(partitions_def=DAYS, required_resource_keys={"fallback"})  # not a dep: "vault" is no resource of its step
+def reader(context: dg.AssetExecutionContext) -> None:
+    with context.resources.fallback.server(context) as inputs:
+        served = inputs.serve(AssetInput("vaulted"), context.partition_key)
+        named = inputs.load(AssetInput("vaulted"), "2026-11-17")
+    with open(OUT, "w") as f:
+        json.dump({"served": served.served, "age": served.age, "frame": served.frame.to_dict("list"),
+                   "named": named.to_dict("list")}, f)
+
+
+defs = dg.Definitions(
+    assets=[vaulted, reader],
+    resources={"fallback": FallbackResource(), "vault": dg.FilesystemIOManager(base_dir=VAULT)},
+)
+"""
+
+
+def test_in_a_code_location_run_an_input_is_loaded_through_the_locations_io_manager_not_the_steps(
+    tmp_path, monkeypatch
+):
+    """`dagster asset materialize` on a code location (the console script's command, in this process)."""
+    location, out = tmp_path / "location.py", tmp_path / "served.json"
+    location.write_text(f"OUT = {str(out)!r}\nVAULT = {str(tmp_path / 'vault')!r}\n{CODE_LOCATION}")
+    (tmp_path / "dagster").mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    in_process = json.dumps({"execution": {"config": {"in_process": {}}}})
+    for asset, day in [("vaulted", "2026-11-17"), ("reader", "2026-11-18")]:
+        result = CliRunner().invoke(
+            cli,
+            ["asset", "materialize", "-f", str(location), "--select", asset, "--partition", day,
+             "--config-json", in_process],
+        )  # fmt: skip
+        assert result.exit_code == 0, (result.output[-3000:], result.exception)
+    assert json.loads(out.read_text()) == {
+        "served": "2026-11-17",
+        "age": 1,
+        "frame": {"close": [42.0], "day": ["2026-11-17"]},
+        "named": {"close": [42.0], "day": ["2026-11-17"]},
+    }

@@ -67,7 +67,7 @@ def parse_faults(spec: str) -> tuple[Fault, ...]:
 
     Examples:
         >>> parse_faults("vendor_prices:2026-11-18=outliers")
-        (Fault(asset='market_prices', partition='2026-11-18', kind='outliers'),)
+        (Fault(asset='vendor_prices', partition='2026-11-18', kind='outliers'),)
     """
     faults = []
     for item in filter(None, (part.strip() for part in spec.replace(",", ";").split(";"))):
