@@ -474,6 +474,7 @@ class PartitionedSqlIOManager(dg.ConfigurableIOManager):
         )
         dataset = self.warehouse.dataset_name(context.asset_key)
         extra: dict[str, object] = {
+            "dagster/storage_kind": sa.engine.make_url(self.warehouse.url).get_backend_name(),
             "dagster/table_name": record.table,
             NAMESPACE_METADATA_KEY: dataset.namespace,
             NAME_METADATA_KEY: dataset.name,
