@@ -30,7 +30,7 @@ demo: setup
 	$(BIN)/foureyes demo
 
 test: setup lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile --durations=15
 
 lint: setup
 	$(BIN)/ruff check .
