@@ -15,6 +15,7 @@ from pathlib import Path
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
 from tests.conftest import ROOT
+from tests.helpers import environment_without
 from tests.servers import free_port
 
 BIN = Path(sys.executable).parent
@@ -117,7 +118,7 @@ def dagster_dev(home: Path, instance_yaml: Path, **settings: str) -> Iterator[We
     dagster_home = home / "dagster"
     dagster_home.mkdir(parents=True)
     shutil.copy(instance_yaml, dagster_home / "dagster.yaml")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FOUREYES_", "DAGSTER_"))}
+    env = environment_without(("FOUREYES_", "DAGSTER_"))
     env |= {"FOUREYES_HOME": str(home / "foureyes"), "DAGSTER_HOME": str(dagster_home), **settings}
     port = free_port()
     log = home / "dagster-dev.log"

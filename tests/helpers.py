@@ -12,6 +12,11 @@ import dagster as dg
 from tests.conftest import ROOT
 
 
+def environment_without(prefixes: str | tuple[str, ...]) -> dict[str, str]:
+    """The process environment less the variables a test sets itself (those starting with ``prefixes``)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+
+
 def home_instance(home: Path) -> dg.DagsterInstance:
     """A persistent Dagster instance in ``home/dagster``: Dagster's record travels with the home."""
     dagster_home = home / "dagster"
@@ -23,7 +28,7 @@ def home_instance(home: Path) -> dg.DagsterInstance:
 
 def cli(*args: str, home: Path, timeout: float = 600, **settings: str) -> subprocess.CompletedProcess:
     """``foureyes ARGS`` on the embedded default under ``home`` (its instance in ``home/dagster``)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FOUREYES_", "DAGSTER_HOME", "OPENLINEAGE"))}
+    env = environment_without(("FOUREYES_", "DAGSTER_HOME", "OPENLINEAGE"))
     env |= {"FOUREYES_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"), **settings}
     return subprocess.run(
         [sys.executable, "-m", "foureyes.cli.main", *args],

@@ -23,7 +23,7 @@ import dagster as dg
 
 from foureyes.resources.control_plane.resource import ControlPlaneResource
 from foureyes.resources.errors import LineageNotFoundError
-from foureyes.resources.fallback.check_record import DagsterRecords, UpstreamRead
+from foureyes.resources.fallback.check_record import DagsterRecords, RecordedPartition, UpstreamRead
 from foureyes.resources.lineage.names import (
     DEFAULT_CODE_LOCATION,
     DatasetName,
@@ -342,15 +342,21 @@ class _Walker:
                 ]
         return hop
 
-    def _from_dagster(self, hop: Hop, level: int, storage_id: int | None = None) -> bool:
-        """The hop from Dagster's record, for a partition no lineage event describes; False if none holds it."""
+    def _from_dagster(
+        self, hop: Hop, level: int, *, by_pointer: bool = False, pointed: RecordedPartition | None = None
+    ) -> bool:
+        """The hop from Dagster's record, for a partition no lineage event describes; False if none holds it.
+
+        ``by_pointer``: the hop is what a step's input pointer named, ``pointed`` (already read; None
+        when Dagster no longer holds it).
+        """
         key = _asset_key(hop.namespace, hop.name)
         if self.records is None or key is None:
             return False
         partition = None if hop.partition in (None, UNPARTITIONED) else hop.partition
         current = self.records.partition(key, partition)
-        if storage_id is not None:
-            read = self.records.at(key, storage_id)
+        if by_pointer:
+            read = pointed
         elif hop.version and current is not None and current.data_version != hop.version:
             read = self.records.with_version(key, partition, hop.version)
         else:
@@ -391,7 +397,7 @@ class _Walker:
             partition or UNPARTITIONED,
             found.data_version if found is not None else None,
         )
-        if not self._from_dagster(hop, level, storage_id=upstream.storage_id):
+        if not self._from_dagster(hop, level, by_pointer=True, pointed=found):
             hop.suspects.append("no longer on Dagster's record")
         return hop
 

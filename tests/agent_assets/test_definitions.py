@@ -18,6 +18,7 @@ import pytest
 from foureyes.examples.finance_desk.definitions import DAILY_JOB, MARKET_DATA_JOB, build_definitions
 from foureyes.resources.settings import FoureyesSettings
 from tests.conftest import ROOT
+from tests.helpers import environment_without
 
 SNAPSHOT = Path(__file__).with_name("definitions_snapshot.json")
 
@@ -113,7 +114,7 @@ def test_each_agent_materialises_with_its_upstream_on_an_empty_instance(tmp_path
 
 def test_the_module_loads_as_dagster_loads_modules_and_materialises_an_agent_with_its_upstream(tmp_path):
     """The desk module with no `-a`, on a brand-new Dagster home, as the issue typed it."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FOUREYES_", "DAGSTER_HOME"))}
+    env = environment_without(("FOUREYES_", "DAGSTER_HOME"))
     env |= {"FOUREYES_HOME": str(tmp_path / "home"), "DAGSTER_HOME": str(tmp_path / "dagster")}
     (tmp_path / "dagster").mkdir()
     dagster = str(Path(sys.executable).parent / "dagster")

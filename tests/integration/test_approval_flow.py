@@ -1,6 +1,5 @@
 """Human approval end to end: pending after supervision, decided through the CLI, executed by the sensor."""
 
-import os
 import subprocess
 import sys
 
@@ -17,13 +16,13 @@ from foureyes.resources.engine import engine_for
 from foureyes.resources.settings import FoureyesSettings
 from foureyes.resources.targets.base import booked_actions
 from tests.conftest import ROOT
-from tests.helpers import sensor_tick
+from tests.helpers import environment_without, sensor_tick
 
 DAY = "2026-11-18"
 
 
 def _cli(home, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FOUREYES_")} | {"FOUREYES_HOME": str(home)}
+    env = environment_without("FOUREYES_") | {"FOUREYES_HOME": str(home)}
     return subprocess.run(
         [sys.executable, "-m", "foureyes.cli.main", *args],
         env=env,

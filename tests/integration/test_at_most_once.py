@@ -31,7 +31,7 @@ from foureyes.resources.engine import dispose_all, engine_for
 from foureyes.resources.settings import FoureyesSettings
 from foureyes.resources.targets.http import HttpToolTarget
 from tests.conftest import ROOT
-from tests.helpers import cli, home_instance, sensor_tick
+from tests.helpers import cli, environment_without, home_instance, sensor_tick
 from tests.servers import SLOW, UP, ToolServer
 
 DAY = "2026-11-20"
@@ -118,7 +118,7 @@ def test_an_executor_killed_between_delivery_and_receipt_books_the_order_once(tm
             DAY,
         ],
         cwd=ROOT,
-        env={k: v for k, v in os.environ.items() if not k.startswith("FOUREYES_")},
+        env=environment_without("FOUREYES_"),
     )
     server.on_order = lambda key: os.kill(worker.pid, signal.SIGKILL)  # after the order, before any answer
     try:

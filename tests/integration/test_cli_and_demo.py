@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -12,13 +11,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from tests.helpers import environment_without
 
 FOUREYES = [sys.executable, "-m", "foureyes.cli.main"]
 
 
 def _cli(*args: str, home: Path, **settings: str) -> subprocess.CompletedProcess:
     """Run the CLI as a user would, on the embedded default under ``home`` (plus ``FOUREYES_*`` settings)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FOUREYES_", "DAGSTER_HOME"))}
+    env = environment_without(("FOUREYES_", "DAGSTER_HOME"))
     env |= {"FOUREYES_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"), **settings}
     return subprocess.run(
         [*FOUREYES, *args], env=env, capture_output=True, text=True, cwd=ROOT, timeout=600, check=False

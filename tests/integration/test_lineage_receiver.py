@@ -21,7 +21,7 @@ import pytest
 from foureyes.resources.control_plane.resource import ControlPlaneResource
 from foureyes.resources.settings import FoureyesSettings
 from tests.conftest import ROOT, assert_valid_openlineage
-from tests.helpers import cli
+from tests.helpers import cli, environment_without
 from tests.servers import free_port
 
 RUN_EVENT = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
@@ -59,9 +59,8 @@ def receiver(tmp_path_factory):
 
 
 def _clean_env() -> dict[str, str]:
-    import os
 
-    return {k: v for k, v in os.environ.items() if not k.startswith(("FOUREYES_", "OPENLINEAGE"))}
+    return environment_without(("FOUREYES_", "OPENLINEAGE"))
 
 
 def _post(port: int, body: bytes | None, headers: dict[str, str], path: str = "/api/v1/lineage", method="POST"):

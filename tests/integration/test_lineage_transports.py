@@ -1,7 +1,6 @@
 """Lineage out through any standard OpenLineage transport, and lineage in from jobs outside Dagster."""
 
 import json
-import os
 import subprocess
 import sys
 import urllib.error
@@ -20,7 +19,7 @@ from foureyes.resources.control_plane.resource import ControlPlaneResource
 from foureyes.resources.lineage.emitter import OpenLineageResource
 from foureyes.resources.settings import FoureyesSettings
 from tests.conftest import ROOT, assert_valid_openlineage
-from tests.helpers import home_instance
+from tests.helpers import environment_without, home_instance
 from tests.resources.test_lineage import _materialize, quotes, signal
 from tests.servers import LineageReceiver, free_port
 
@@ -126,7 +125,7 @@ def _airflow_events(partition: str) -> list[RunEvent]:
 
 
 def _cli(home, *args, **kwargs):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FOUREYES_", "OPENLINEAGE"))}
+    env = environment_without(("FOUREYES_", "OPENLINEAGE"))
     env["FOUREYES_HOME"] = str(home)
     return subprocess.Popen([sys.executable, "-m", "foureyes.cli.main", *args], env=env, cwd=ROOT, **kwargs)
 

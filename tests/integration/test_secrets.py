@@ -14,7 +14,6 @@ written, URL-encoded and inside a basic-auth header.
 from __future__ import annotations
 
 import base64
-import os
 import sqlite3
 import subprocess
 import sys
@@ -27,6 +26,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import ROOT
+from tests.helpers import environment_without
 from tests.servers import ECHO, LineageReceiver, ModelServer, ToolServer, free_port
 
 pytestmark = pytest.mark.postgres
@@ -79,7 +79,7 @@ def test_no_planted_secret_reaches_a_store_a_file_or_an_output(tmp_path, two_dat
     orders = ToolServer().start()
     orders.mode = ECHO
     lineage = LineageReceiver().start()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FOUREYES_", "DAGSTER_", "OPENLINEAGE"))}
+    env = environment_without(("FOUREYES_", "DAGSTER_", "OPENLINEAGE"))
     home, dagster_home = tmp_path / "home", tmp_path / "dagster"
     dagster_home.mkdir()
     (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")

@@ -10,7 +10,6 @@ on an HTTP tool server). Everything goes through the dagster, ``dg`` and foureye
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -23,6 +22,7 @@ import pytest
 
 from foureyes.resources.targets.base import booked_actions
 from tests.conftest import ROOT
+from tests.helpers import environment_without
 from tests.servers import ToolServer
 
 PROJECT = Path(__file__).parent / "projects" / "riskproj"
@@ -67,7 +67,7 @@ def _copy_project(tmp: Path, tickets_url: str) -> tuple[Path, dict[str, str]]:
     dagster_home = tmp / "dagster"
     dagster_home.mkdir()
     (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FOUREYES_", "DAGSTER_", "RISKPROJ_"))}
+    env = environment_without(("FOUREYES_", "DAGSTER_", "RISKPROJ_"))
     env |= {
         "PYTHONPATH": str(root / "src"),
         "PYTHONWARNINGS": "ignore",
@@ -204,7 +204,7 @@ def test_the_readmes_add_foureyes_to_your_project_runs_as_written(tmp_path):
     dagster_home = tmp_path / ".dagster"
     dagster_home.mkdir()
     (dagster_home / "dagster.yaml").touch()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FOUREYES_", "DAGSTER_", "PYTHONPATH"))}
+    env = environment_without(("FOUREYES_", "DAGSTER_", "PYTHONPATH"))
     env |= {"FOUREYES_HOME": str(tmp_path / ".foureyes"), "DAGSTER_HOME": str(dagster_home), "PYTHONWARNINGS": "ignore"}
     env["PATH"] = f"{BIN}:{env['PATH']}"
     outputs = []

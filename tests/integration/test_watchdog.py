@@ -24,6 +24,7 @@ from foureyes.resources.control_plane.alerts import RUN_FAILED, STUCK_AGENT
 from foureyes.resources.control_plane.resource import ControlPlaneResource
 from foureyes.resources.settings import sqlite_url
 from tests.conftest import ROOT
+from tests.helpers import environment_without
 from tests.integration.toy_desk import desk, toy_definitions
 
 
@@ -38,7 +39,7 @@ def _wait_for(condition: Callable[[], object], what: str, timeout: float = 90.0)
 
 
 def _status(home: Path, url: str, *options: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FOUREYES_")}
+    env = environment_without("FOUREYES_")
     env |= {"FOUREYES_HOME": str(home), "FOUREYES_CONTROL_URL": url}
     toy = ("-m", "tests.integration.toy_desk", "-a", "location")
     command = [sys.executable, "-m", "foureyes.cli.main", "status", *toy, *options]
