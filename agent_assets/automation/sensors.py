@@ -39,28 +39,27 @@ def approvals_sensor(agent: str, actions: dg.AssetKey, minimum_interval_seconds:
     )
     def _sensor(context: dg.SensorEvaluationContext):
         control_plane: ControlPlaneResource = getattr(context.resources, CONTROL_PLANE)
-        targets = {agent: actions}
         book = control_plane.approvals
-        for expired in book.expire_overdue():
+        for expired in book.expire_overdue(agent=agent):
             context.log.warning(
                 f"approval {expired.approval_id} ({expired.agent} {expired.partition}: {expired.summary}) "
                 "expired undecided: rejected by default"
             )
         cursor = float(context.cursor) if context.cursor else 0.0
         since = max(0.0, cursor - RESCAN.total_seconds())
-        decided = book.decided_after(since)
-        granted: dict[tuple[str, str], list[str]] = defaultdict(list)
+        decided = book.decided_after(since, agent=agent)
+        granted: dict[str, list[str]] = defaultdict(list)
         for approval in decided:
-            if approval.status == APPROVED and approval.agent in targets:
-                granted[(approval.agent, approval.partition)].append(approval.approval_id)
+            if approval.status == APPROVED:
+                granted[approval.partition].append(approval.approval_id)
         requests = [
             dg.RunRequest(
                 run_key=f"approvals:{agent}:{partition}:{_digest(ids)}",
                 partition_key=partition,
-                asset_selection=[targets[agent]],
+                asset_selection=[actions],
                 tags={"foureyes/trigger": "approval", "foureyes/approvals": ",".join(sorted(ids))[:200]},
             )
-            for (agent, partition), ids in sorted(granted.items())
+            for partition, ids in sorted(granted.items())
         ]
         newest = max((a.decided_at.timestamp() for a in decided if a.decided_at), default=cursor)
         return dg.SensorResult(run_requests=requests, cursor=str(max(cursor, newest)))
@@ -90,21 +89,20 @@ def outbox_sensor(agent: str, actions: dg.AssetKey, minimum_interval_seconds: in
     )
     def _sensor(context: dg.SensorEvaluationContext):
         control_plane: ControlPlaneResource = getattr(context.resources, CONTROL_PLANE)
-        targets = {agent: actions}
-        due: dict[tuple[str, str], list[str]] = defaultdict(list)
+        due: dict[str, list[str]] = defaultdict(list)
         now = dt.datetime.now(dt.UTC)
         for entry in control_plane.outbox.find(status=QUEUED, agent=agent, due_by=now):
-            if entry.attempts > 0 and entry.agent in targets:  # first attempts belong to the run that queued them
-                due[(entry.agent, entry.partition)].append(f"{entry.idempotency_key}:{entry.attempts}")
+            if entry.attempts > 0:  # first attempts belong to the run that queued them
+                due[entry.partition].append(f"{entry.idempotency_key}:{entry.attempts}")
         return dg.SensorResult(
             run_requests=[
                 dg.RunRequest(
                     run_key=f"outbox:{agent}:{partition}:{_digest(keys)}",
                     partition_key=partition,
-                    asset_selection=[targets[agent]],
+                    asset_selection=[actions],
                     tags={"foureyes/trigger": "outbox_retry"},
                 )
-                for (agent, partition), keys in sorted(due.items())
+                for partition, keys in sorted(due.items())
             ]
         )
 

@@ -250,10 +250,12 @@ class ApprovalBook:
             ],
         )
 
-    def expire_overdue(self, now: dt.datetime | None = None) -> list[Approval]:
-        """Expire every pending approval past its deadline (rejected by default, recorded)."""
+    def expire_overdue(self, now: dt.datetime | None = None, agent: str | None = None) -> list[Approval]:
+        """Expire every pending approval (of ``agent``) past its deadline: rejected by default, recorded."""
         now = now or dt.datetime.now(dt.UTC)
         overdue_query = sa.select(approvals).where(approvals.c.status == PENDING, approvals.c.expires_at <= now)
+        if agent:
+            overdue_query = overdue_query.where(approvals.c.agent == agent)
         with write_transaction(self._engine) as conn:
             overdue = self._loaded(conn, overdue_query)
             for approval in overdue:
@@ -287,14 +289,16 @@ class ApprovalBook:
         with self._engine.connect() as conn:
             return {a.proposal_id: a for a in self._loaded(conn, query)}
 
-    def decided_after(self, cursor: float) -> list[Approval]:
-        """Approvals settled after ``cursor`` (a UTC timestamp), oldest first: what the sensor acts on."""
+    def decided_after(self, cursor: float, agent: str | None = None) -> list[Approval]:
+        """Approvals (of ``agent``) settled after ``cursor``, a UTC timestamp, oldest first: what a sensor acts on."""
         since = dt.datetime.fromtimestamp(cursor, dt.UTC)
         query = (
             sa.select(approvals)
             .where(approvals.c.decided_at > since)
             .order_by(approvals.c.decided_at, approvals.c.approval_id)
         )
+        if agent:
+            query = query.where(approvals.c.agent == agent)
         with self._engine.connect() as conn:
             return self._loaded(conn, query)
 
