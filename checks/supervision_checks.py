@@ -11,24 +11,35 @@ executor reads those, never the agent's own claims — and reports blocking chec
 * ``human_approval`` (when it has an approval policy): WARN while proposals await approval.
 
 A failed ERROR check stops the executor in the same run; each partition has its own verdict.
+The agent proposals that its baseline replaced (``foureyes.checks.replaced_proposals``) are
+recorded as the rejections they are, each just before the row that stands in for it.
 """
 
 import math
 import uuid
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import dagster as dg
 import pandas as pd
 
 from foureyes.checks.integrity import INTEGRITY_RULES
+from foureyes.checks.replaced_proposals import FILLED_BY_BASELINE, INFO, ReplacedProposal, replaced_in
 from foureyes.checks.supervisor import BLOCK, HOLD, Supervision, Supervisor
 from foureyes.checks.verdict_summary import summarise_decisions
 from foureyes.resources.asset_inputs import AssetInput
 from foureyes.resources.control_plane.agent_runs import AgentRunRecord
 from foureyes.resources.control_plane.agent_state import DEFAULT_LIVENESS, SUPERVISING, Liveness
 from foureyes.resources.control_plane.approvals import ApprovalRequest
-from foureyes.resources.control_plane.decisions import APPROVED, FAILED, PENDING, REJECTED, Decision, SupervisionRecord
+from foureyes.resources.control_plane.decisions import (
+    APPROVED,
+    FAILED,
+    PENDING,
+    REJECTED,
+    Decision,
+    Reason,
+    SupervisionRecord,
+)
 from foureyes.resources.control_plane.outbox import OutboxEntry
 from foureyes.resources.control_plane.principals import agent_principal
 from foureyes.resources.control_plane.receipts import idempotency_key
@@ -105,10 +116,12 @@ def supervision_checks(
         control_plane = getattr(context.resources, CONTROL_PLANE)
         proposals = stored.frame
         agent_run = control_plane.agent_runs.latest(agent, partition or "", stored.record.version)
+        served = {i["input"]: i["served"] for i in (agent_run.inputs if agent_run else []) if i.get("served")}
         with getattr(context.resources, FALLBACK).server(context.op_execution_context) as inputs:
-            refs = _references_as_served(inputs, references, partition, agent_run)
+            refs = references_as_served(inputs, references, partition, served)
         accepted = accepted_actions(actions, getattr(context.resources, target).actions)
         supervision = supervisor.review(proposals, refs, accepted_actions=accepted)
+        replaced = replaced_in(proposals)
         record = SupervisionRecord(
             supervision_id=uuid.uuid4().hex,
             agent=agent,
@@ -116,11 +129,11 @@ def supervision_checks(
             proposals_version=stored.record.version,
             blocked=supervision.blocked,
             block_reason=supervision.block_reason,
-            counts=_counts(proposals, supervision),
+            counts=_counts(proposals, supervision, replaced),
             run_id=context.run.run_id,
         )
         proposer = context.run.tags.get(REQUESTED_BY_TAG, agent_principal(agent))
-        decisions = _decisions(record, proposals, supervision, agent_run)
+        decisions = _decisions(record, proposals, supervision, agent_run, replaced)
         control_plane.decision_log.record(
             decisions,
             supervision=record,
@@ -173,18 +186,17 @@ def supervision_checks(
     return _supervise
 
 
-def _references_as_served(
+def references_as_served(
     inputs: InputServer,
     references: Sequence[AssetInput],
     partition: str | None,
-    agent_run: AgentRunRecord | None,
+    served: Mapping[str, str],
 ) -> dict[str, pd.DataFrame]:
-    """The supervisor judges on what the agent was served: the same (possibly stale) partitions.
+    """The supervisor judges on what the agent was served (``served``: asset -> partition), stale or not.
 
     A reference the agent did not read is resolved like an agent input: the requested
     partition, or the last known good one.
     """
-    served = {i["input"]: i["served"] for i in (agent_run.inputs if agent_run else []) if i.get("served")}
     frames = {}
     for ref in references:
         if ref.asset in served:
@@ -243,13 +255,18 @@ def _specs(proposals_key, partitions_def, supervisor: Supervisor, references) ->
     return specs
 
 
-def _counts(proposals: pd.DataFrame, supervision: Supervision) -> dict[str, int]:
-    return {
-        "proposals": len(proposals),
+def _counts(
+    proposals: pd.DataFrame, supervision: Supervision, replaced: Mapping[object, tuple[ReplacedProposal, ...]]
+) -> dict[str, int]:
+    """Verdicts per decision recorded: the agent's proposals the baseline replaced count as the rejections they are."""
+    filled = sum(len(r) for r in replaced.values())
+    counts = {
+        "proposals": len(proposals) + filled,
         "approved": supervision.count(APPROVED),
-        "rejected": supervision.count(REJECTED),
+        "rejected": supervision.count(REJECTED) + filled,
         "pending": supervision.count(PENDING),
     }
+    return counts | ({FILLED_BY_BASELINE: filled} if filled else {})
 
 
 def _sample(findings: pd.DataFrame, proposals: pd.DataFrame, rules: set[str] | None = None) -> str | None:
@@ -353,34 +370,51 @@ def _decisions(
     proposals: pd.DataFrame,
     supervision: Supervision,
     agent_run: AgentRunRecord | None,
+    replaced: Mapping[object, tuple[ReplacedProposal, ...]],
 ) -> list[Decision]:
+    """One decision per row, each preceded by the rejected agent proposals that row replaced."""
     reasons = supervision.reasons()
-    tier = agent_run.tier if agent_run else None
+    run_tier = agent_run.tier if agent_run else None
     model = agent_run.model if agent_run else None
     decisions = []
+
+    def decision(proposal_id: str, proposal: dict, verdict: str, why: tuple[Reason, ...], by_model: bool) -> Decision:
+        tier = proposal.get("tier")
+        return Decision(
+            agent=record.agent,
+            partition=record.partition,
+            proposal_id=proposal_id,
+            proposals_version=record.proposals_version,
+            supervision_id=record.supervision_id,
+            action=str(proposal.get("action") or "unknown"),
+            proposal=proposal,
+            rationale=str(proposal.get("rationale") or ""),
+            confidence=_finite_number(proposal.get("confidence")),
+            verdict=verdict,
+            reasons=why,
+            run_id=record.run_id,
+            tier=tier if isinstance(tier, str) and tier else run_tier,
+            model=model if by_model else None,
+            decided_at=record.supervised_at,
+        )
+
     for position, proposal, verdict in zip(
         proposals.index, json_records(proposals), supervision.verdicts.to_numpy(), strict=True
     ):
-        confidence = proposal.get("confidence")
-        decisions.append(
-            Decision(
-                agent=record.agent,
-                partition=record.partition,
-                proposal_id=str(proposal.get("proposal_id") or f"row-{position}"),
-                proposals_version=record.proposals_version,
-                supervision_id=record.supervision_id,
-                action=str(proposal.get("action") or "unknown"),
-                proposal=proposal,
-                rationale=str(proposal.get("rationale") or ""),
-                confidence=_finite_number(confidence),
-                verdict=str(verdict),
-                reasons=reasons.get(position, ()),
-                run_id=record.run_id,
-                tier=tier,
-                model=model,
-                decided_at=record.supervised_at,
+        proposal_id = str(proposal.get("proposal_id") or f"row-{position}")
+        own = reasons.get(position, ())
+        replacing = replaced.get(position, ())
+        if replacing:
+            filled_by = Reason(
+                FILLED_BY_BASELINE,
+                INFO,
+                f"replaced by the baseline's proposal {proposal_id} ({proposal.get('action')}): nothing of it executes",
             )
-        )
+            decisions += [
+                decision(r.proposal_id, dict(r.proposal), REJECTED, (*r.reasons, filled_by), True) for r in replacing
+            ]
+            own += tuple(Reason(FILLED_BY_BASELINE, INFO, f"in place of the agent's {r.describe()}") for r in replacing)
+        decisions.append(decision(proposal_id, proposal, str(verdict), own, not replacing))
     return decisions
 
 

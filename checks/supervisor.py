@@ -27,6 +27,7 @@ import pandas as pd
 from foureyes.checks.approval_policy import ApprovalPolicy
 from foureyes.checks.integrity import HOLD, INTEGRITY_RULES, integrity_findings
 from foureyes.checks.proposal_schema import ProposalsSchema, SchemaReport, validate_proposals
+from foureyes.checks.replaced_proposals import FILLED_BY_BASELINE, REPLACES
 from foureyes.checks.reviewer import Reviewer
 from foureyes.checks.rules import ERROR, References, Rule, RuleReport, evaluate
 from foureyes.resources.control_plane.decisions import APPROVED, PENDING, REJECTED, Reason
@@ -35,7 +36,7 @@ from foureyes.resources.errors import AgentDefinitionError
 DROP, BLOCK = "drop", "block"
 SCHEMA_RULE = "proposals_schema"
 BATCH_BLOCKED = "batch_blocked"
-MACHINERY_COLUMNS = ("tier", "served_inputs")  # added to every proposals table by foureyes
+MACHINERY_COLUMNS = ("tier", "served_inputs", REPLACES)  # added to proposals tables by foureyes
 APPROVAL_SEVERITY = "approval"
 FINDING_COLUMNS = ["position", "rule", "severity", "message"]
 
@@ -107,7 +108,7 @@ class Supervisor:
         ids = [r.id for r in self.rules] + [r.id for r in self.reviewers]
         if len(ids) != len(set(ids)):
             raise AgentDefinitionError(f"rule and reviewer ids must be unique; got {ids}")
-        reserved = sorted(set(ids) & {*INTEGRITY_RULES, SCHEMA_RULE, BATCH_BLOCKED})
+        reserved = sorted(set(ids) & {*INTEGRITY_RULES, SCHEMA_RULE, BATCH_BLOCKED, FILLED_BY_BASELINE})
         if reserved:
             raise AgentDefinitionError(f"rule ids {reserved} are foureyes' own; name your rules otherwise")
 

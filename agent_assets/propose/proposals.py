@@ -4,18 +4,24 @@ It reads the agent's inputs — any assets of the code location, through their o
 managers, fresh or last known good — recording the exact partitions and versions served and
 how their checks judged them, runs the agent's ``propose`` callable (its deterministic
 baseline when the inputs are unusable or the agent fails), stamps each proposal with a
-stable ``proposal_id`` and stores the table for the supervisor.
+stable ``proposal_id`` and stores the table for the supervisor. Where the supervisor would
+reject the agent's proposal for an entity, the baseline's proposal for it is stored in its
+place (``foureyes.propose.baseline_fill``).
 """
 
+import dataclasses
 import hashlib
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import dagster as dg
 import pandas as pd
 
 from foureyes.agent import Agent
-from foureyes.checks.supervisor import MACHINERY_COLUMNS
+from foureyes.checks.supervision_checks import accepted_actions, references_as_served
+from foureyes.checks.supervisor import MACHINERY_COLUMNS, Supervision
 from foureyes.observe.step_lineage import open_step, record_served
+from foureyes.propose.baseline_fill import BaselineFill, fill_in, not_filled
 from foureyes.propose.context import ProposalContext
 from foureyes.propose.tiers import choose_tier, worst
 from foureyes.resources.control_plane.agent_runs import FULL, PASS_THROUGH, AgentRunRecord
@@ -38,6 +44,7 @@ from foureyes.resources.resource_keys import (
     MODELS,
     WAREHOUSE,
 )
+from foureyes.resources.targets.base import ActionTarget
 from foureyes.resources.warehouse.columns import storable_frame
 from foureyes.resources.warehouse.store import SqlWarehouseResource, check_column_names, versioned_output
 from foureyes.resources.warehouse.versions import dataset_version
@@ -78,7 +85,15 @@ def proposals_asset(agent: Agent) -> dg.AssetsDefinition:
         partitions_def=agent.partitions_def,
         deps=[i.key for i in agent.supervisor_inputs],  # all it and its supervisor read: `*actions` runs them
         io_manager_key=IO_MANAGER,
-        required_resource_keys={WAREHOUSE, LINEAGE, FALLBACK, CONTROL_PLANE, MODELS, INPUT_IO_MANAGER},
+        required_resource_keys={
+            WAREHOUSE,
+            LINEAGE,
+            FALLBACK,
+            CONTROL_PLANE,
+            MODELS,
+            INPUT_IO_MANAGER,
+            *([agent.target] if agent.baseline else []),  # what it accepts, to judge before a fill-in
+        },
         group_name=agent.name,
         kinds={"agent", "pandas"},
         owners=list(agent.owners) or None,
@@ -116,14 +131,22 @@ def proposals_asset(agent: Agent) -> dg.AssetsDefinition:
             )
             phase.enter(PROPOSING)
             version: str | None = None
+            fill: BaselineFill | None = None
             try:
                 proposals, tier, why = _run_agent(agent, ctx, tier, why)
                 proposals, as_text = _stamped(agent, partition, proposals, tier, served)
+                if tier != PASS_THROUGH and agent.baseline is not None:
+                    fill = _filled_in(context, agent, ctx, proposals, served)
+                    if fill.rejected or fill.failure:
+                        context.log.warning(f"{agent.name}: {fill.note()}")
+                    if fill.filled:
+                        proposals, refilled = storable_frame(fill.proposals)
+                        as_text = list(dict.fromkeys([*as_text, *refilled]))
                 for note in as_text:
                     context.log.warning(f"{agent.name}: {note}")
                 version = dataset_version(proposals)
             finally:
-                control_plane.tool_calls.record(_model_calls(ctx, run_id, version))
+                control_plane.tool_calls.record(_calls_of_run(ctx, run_id, version))
         model = ctx.answers[-1] if ctx.answers else None
         control_plane.agent_runs.record(
             AgentRunRecord(
@@ -165,7 +188,8 @@ def proposals_asset(agent: Agent) -> dg.AssetsDefinition:
                 "stale_inputs": sum(s.stale for s in served.values()),
                 "policy_version": agent.policy,
                 "stored_as_text": dg.MetadataValue.json(as_text),
-                "summary": dg.MetadataValue.md(_proposals_summary(agent, partition, proposals, tier, why)),
+                **(fill.metadata() if fill else {}),
+                "summary": dg.MetadataValue.md(_proposals_summary(agent, partition, proposals, tier, why, fill)),
             },
         )
 
@@ -197,9 +221,44 @@ def _run_agent(agent: Agent, ctx: ProposalContext, tier: str, why: str) -> tuple
     return baseline, PASS_THROUGH, why
 
 
-def _model_calls(ctx: ProposalContext, run_id: str, proposals_version: str | None) -> list[ToolCall]:
-    """The model attempts of this run, for the tool-call log: each served the whole batch."""
-    return [
+def _filled_in(
+    context: dg.AssetExecutionContext,
+    agent: Agent,
+    ctx: ProposalContext,
+    proposals: pd.DataFrame,
+    served: Mapping[str, ServedInput],
+) -> BaselineFill:
+    """The agent's proposals, with its baseline's in place of those the supervisor rejects (per entity)."""
+    try:
+        supervision = _prejudged(context, agent, proposals, served)
+    except Exception as exc:  # the checks will meet the same trouble, and record it
+        why = f"its proposals could not be judged before they were stored ({type(exc).__name__}: {scrub(exc)})"
+        return BaselineFill(proposals, failure=why)
+    try:
+        baseline = agent.baseline(replace(ctx, tier=PASS_THROUGH))
+        _check_output(agent, baseline)
+    except Exception as exc:  # the rejected proposals stay rejected: nothing worse than without a baseline
+        failure = f"its baseline failed ({type(exc).__name__}: {scrub(exc)})"
+        return not_filled(proposals, supervision, agent.natural_key, failure)
+    stamped, _ = _stamped(agent, ctx.partition, baseline, PASS_THROUGH, served)
+    return fill_in(proposals, supervision, agent.natural_key, stamped)
+
+
+def _prejudged(
+    context: dg.AssetExecutionContext, agent: Agent, proposals: pd.DataFrame, served: Mapping[str, ServedInput]
+) -> Supervision:
+    """The verdicts the supervisor checks will give: the same supervisor, on the same partitions, before storing."""
+    fallback: FallbackResource = getattr(context.resources, FALLBACK)
+    target: ActionTarget = getattr(context.resources, agent.target)
+    partitions = {s.input.asset: s.served for s in served.values() if s.served}
+    with fallback.server(context) as inputs:
+        references = references_as_served(inputs, agent.supervisor_inputs, context.partition_key, partitions)
+    return agent.supervisor.review(proposals, references, accepted_actions(agent.actions, target.actions))
+
+
+def _calls_of_run(ctx: ProposalContext, run_id: str, proposals_version: str | None) -> list[ToolCall]:
+    """The run's model attempts and tool calls, for the tool-call log: each served the whole batch."""
+    models = [
         ToolCall(
             agent=ctx.agent,
             partition=ctx.partition,
@@ -216,6 +275,8 @@ def _model_calls(ctx: ProposalContext, run_id: str, proposals_version: str | Non
         )
         for attempt in ctx.model_calls
     ]
+    tools = [dataclasses.replace(call, run_id=run_id, proposals_version=proposals_version) for call in ctx.tool_calls]
+    return [*models, *tools]
 
 
 def _check_output(agent: Agent, proposals: object) -> None:
@@ -247,12 +308,20 @@ def _stamped(
     return storable_frame(proposals)
 
 
-def _proposals_summary(agent: Agent, partition: str, proposals: pd.DataFrame, tier: str, why: str) -> str:
-    """The proposals in the UI: tier, what they propose, and where they go next."""
-    shown = [c for c in ("proposal_id", *agent.natural_key, "action", "confidence", "rationale") if c in proposals]
+def _proposals_summary(
+    agent: Agent, partition: str, proposals: pd.DataFrame, tier: str, why: str, fill: BaselineFill | None
+) -> str:
+    """The proposals in the UI: tier, what they propose, what the baseline stood in for, and where they go next."""
+    filled = fill is not None and fill.filled > 0
+    shown = [
+        c
+        for c in ("proposal_id", *agent.natural_key, "action", "confidence", *(["tier"] if filled else []), "rationale")
+        if c in proposals
+    ]
     return "\n".join(
         [
             f"**{len(proposals)} proposal(s)**, tier **{tier}**" + (f": {why}" if why else ""),
+            *(["", f"Rejected, then filled in: {fill.note()} (see `baseline_fill`)."] if filled else []),
             "",
             f"Supervised by the `{agent.name}_supervisor` checks on this asset; approved ones are executed by "
             f"{asset_link(agent.actions_key, partition)}.",

@@ -293,6 +293,12 @@ def test_every_table_wide_schema_failure_is_named():
 
 
 def test_the_columns_foureyes_adds_are_not_judged_as_the_agents_proposals():
-    frame = _proposals().assign(tier=np.inf, served_inputs=-np.inf)
+    frame = _proposals().assign(tier=np.inf, served_inputs=-np.inf, replaces=np.inf)
     result = Supervisor(schema=Proposals).review(frame)
     assert result.verdicts.tolist() == [APPROVED] * 3 and result.integrity == {}
+
+
+def test_no_rule_can_pass_itself_off_as_a_baseline_fill_in():
+    rule = Threshold(id="filled_by_baseline", description="", column="amount", value=1, message="m")
+    with pytest.raises(AgentDefinitionError, match=r"rule ids \['filled_by_baseline'\] are foureyes' own"):
+        Supervisor(schema=Proposals, rules=[rule])

@@ -119,6 +119,7 @@ def desk(
     liveness=DEFAULT_LIVENESS,
     schema=Trades,
     references=REFERENCES,
+    baseline=None,
 ):
     """The toy agent: swap any stage through the arguments."""
     return define_agent(
@@ -136,6 +137,7 @@ def desk(
         target="books",
         partitions_def=DAYS,
         liveness=liveness,
+        baseline=baseline,
     )
 
 

@@ -175,9 +175,7 @@ def historical_baseline(ctx: ProposalContext) -> pd.DataFrame:
     risk["cut_notional"] = 0.0
     risk["confidence"] = 0.9
     risk["alternatives"] = "none weighed: the model-led policy was not available"
-    risk["rationale"] = [
-        f"PASS_THROUGH (batch historical VaR): {_rationale(r)}" for r in risk.assign(action=HOLD).itertuples()
-    ]
+    risk["rationale"] = [f"PASS_THROUGH (batch historical VaR): {_rationale(r)}" for r in risk.itertuples()]
     return risk[COLUMNS]
 
 
