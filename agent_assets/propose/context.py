@@ -1,4 +1,8 @@
-"""What an agent's ``propose`` callable is given: its inputs as served, its tier, the model chain."""
+"""What an agent's ``propose`` callable is given: its inputs as served, its tier, the model chain.
+
+It also gathers what the run leaves for the decision log: every model attempt and every
+tool call (an agent library's read tools, and its act tools, which became proposals).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import dagster as dg
 import pandas as pd
 
 from foureyes.resources.control_plane.agent_runs import FULL
+from foureyes.resources.control_plane.tool_calls import ToolCall
 from foureyes.resources.fallback.inputs import ServedInput
 from foureyes.resources.fallback.model_chain import (
     ModelAnswer,
@@ -37,6 +42,7 @@ class ProposalContext:
     models: ModelChainResource | None = None
     answers: list[ModelAnswer] = field(default_factory=list)
     model_calls: list[dict] = field(default_factory=list)
+    tool_calls: list[ToolCall] = field(default_factory=list)
 
     def age(self, name: str) -> int:
         """Partitions between the served and the requested partition of an input (0: fresh).
@@ -50,13 +56,14 @@ class ProposalContext:
             answer = ModelAnswer(question.local_policy(), "local_policy", [], question.prompt_hash)
         else:
             try:
-                answer = self.models.ask(question)
+                answer = self.models.ask(question, agent=self.agent)
             except ModelChainExhaustedError as exhausted:
-                self._log_calls(exhausted.attempts, question)
+                self.log_model_calls(exhausted.attempts, question.prompt_hash)
                 raise
-        self._log_calls(answer.attempts, question)
+        self.log_model_calls(answer.attempts, question.prompt_hash)
         self.answers.append(answer)
         return answer.answer
 
-    def _log_calls(self, attempts: list[dict], question: ModelQuestion) -> None:
-        self.model_calls.extend({**attempt, "prompt_hash": question.prompt_hash} for attempt in attempts)
+    def log_model_calls(self, attempts: list[dict], prompt_hash: str) -> None:
+        """Model attempts for the tool-call log, each with the hash of the prompt it was sent."""
+        self.model_calls.extend({**attempt, "prompt_hash": prompt_hash} for attempt in attempts)

@@ -132,5 +132,5 @@ def test_the_api_key_is_sent_but_never_recorded(tmp_path, servers):
         backends=[ModelBackend(name="primary", kind="openai", url=servers[0].url, api_key="sk-secret-123")],
     )
     answer = chain.ask(_question())
-    assert servers[0].requests[0]["headers"]["Authorization"] == "Bearer sk-secret-123"
+    assert servers[0].requests[0]["headers"]["authorization"] == "Bearer sk-secret-123"
     assert "sk-secret" not in str(answer.attempts)
