@@ -24,6 +24,8 @@ _PUBLIC = {
     "ProposalContext": "foureyes.propose.context",
     "Liveness": "foureyes.resources.control_plane.agent_state",
     "ModelQuestion": "foureyes.resources.fallback.model_chain",
+    "pydantic_ai_propose": "foureyes.adapters.pydantic_ai",
+    "langgraph_propose": "foureyes.adapters.langgraph",
     "HOLD": "foureyes.checks.supervisor",
     "business_days": "foureyes.calendar",
     # supervising them: rule kinds, reviewers, the approval policy
@@ -38,6 +40,7 @@ _PUBLIC = {
     "Reviewer": "foureyes.checks.reviewer",
     "Review": "foureyes.checks.reviewer",
     "ApprovalPolicy": "foureyes.checks.approval_policy",
+    "interrupt_approval": "foureyes.adapters.langgraph",
     # where approved actions go
     "ActionTarget": "foureyes.resources.targets.base",
     "Action": "foureyes.resources.targets.base",
@@ -54,6 +57,7 @@ _PUBLIC = {
     "FallbackResource": "foureyes.resources.fallback.inputs",
     "ModelChainResource": "foureyes.resources.fallback.model_chain",
     "ModelBackend": "foureyes.resources.fallback.model_chain",
+    "StandinModelServer": "foureyes.standin_model",
     "OpenLineageResource": "foureyes.resources.lineage.emitter",
     "versioned_output": "foureyes.resources.warehouse.store",
     # errors
@@ -98,6 +102,7 @@ __all__ = [
     "Rule",
     "SqlBooksTarget",
     "SqlWarehouseResource",
+    "StandinModelServer",
     "TargetRefusedError",
     "TargetResult",
     "TargetUnavailableError",
@@ -105,12 +110,17 @@ __all__ = [
     "business_days",
     "define_agent",
     "definitions",
+    "interrupt_approval",
+    "langgraph_propose",
     "load_rules",
+    "pydantic_ai_propose",
     "require_columns",
     "versioned_output",
 ]
 
 if TYPE_CHECKING:
+    from foureyes.adapters.langgraph import interrupt_approval, langgraph_propose
+    from foureyes.adapters.pydantic_ai import pydantic_ai_propose
     from foureyes.agent import Agent, define_agent
     from foureyes.agent_definitions import definitions
     from foureyes.calendar import business_days
@@ -140,6 +150,7 @@ if TYPE_CHECKING:
     from foureyes.resources.targets.base import Action, ActionTarget, SqlBooksTarget, TargetResult
     from foureyes.resources.targets.http import HttpToolTarget
     from foureyes.resources.warehouse.store import PartitionedSqlIOManager, SqlWarehouseResource, versioned_output
+    from foureyes.standin_model import StandinModelServer
 
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _PUBLIC)

@@ -452,9 +452,9 @@ def _approval_requests(
     target: str,
 ) -> list[ApprovalRequest]:
     pending = (supervision.verdicts == PENDING).to_numpy()
-    if supervisor.approval is None or not pending.any():
+    policy = supervisor.approval_policy(proposals)
+    if policy is None or not pending.any():
         return []
-    policy = supervisor.approval
     rows = proposals.loc[pending]
     return [
         ApprovalRequest(

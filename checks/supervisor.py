@@ -38,6 +38,16 @@ SCHEMA_RULE = "proposals_schema"
 BATCH_BLOCKED = "batch_blocked"
 MACHINERY_COLUMNS = ("tier", "served_inputs", REPLACES)  # added to proposals tables by foureyes
 APPROVAL_SEVERITY = "approval"
+#: A column by which an agent asks for people (a LangGraph ``interrupt()``): 1 approval, or 2.
+HUMAN_APPROVALS = "human_approvals"
+HUMAN_IN_THE_LOOP = ApprovalPolicy(
+    id="human_in_the_loop",
+    description="The agent stopped to ask a human (an interrupt): one approval, two when it asked for four eyes.",
+    column=HUMAN_APPROVALS,
+    above=0,
+    four_eyes_above=1,
+    summary="{action} {proposal_id}: the agent asked for a human",
+)
 FINDING_COLUMNS = ["position", "rule", "severity", "message"]
 
 
@@ -148,15 +158,16 @@ class Supervisor:
         pending = required.to_numpy() > 0
         verdicts = np.where(rejected, REJECTED, np.where(pending, PENDING, APPROVED))
         if pending.any():
+            policy = self.approval_policy(proposals)
             rows = proposals.loc[pending].to_dict("records")
             messages = [
-                f"needs {n} approval{'s' if n > 1 else ''} ({self.approval.id}): {self.approval.describe(r)}"
+                f"needs {n} approval{'s' if n > 1 else ''} ({policy.id}): {policy.describe(r)}"
                 for n, r in zip(required[pending], rows, strict=True)
             ]
             findings_frame = _concat(
                 [
                     findings_frame,
-                    _findings(proposals.index[pending], self.approval.id, APPROVAL_SEVERITY, messages),
+                    _findings(proposals.index[pending], policy.id, APPROVAL_SEVERITY, messages),
                 ]
             )
         return Supervision(
@@ -170,10 +181,19 @@ class Supervisor:
             integrity=integrity_counts,
         )
 
+    def approval_policy(self, proposals: pd.DataFrame) -> ApprovalPolicy | None:
+        """The agent's approval policy; the human-in-the-loop one when it has none and its agent asks for people."""
+        if self.approval is None and HUMAN_APPROVALS in proposals.columns:
+            return HUMAN_IN_THE_LOOP
+        return self.approval
+
     def _required_approvals(self, proposals: pd.DataFrame, rejected: np.ndarray) -> pd.Series:
-        if self.approval is None:
+        policy = self.approval_policy(proposals)
+        if policy is None:
             return pd.Series(0, index=proposals.index)
-        required = self.approval.required_approvals(proposals)
+        required = policy.required_approvals(proposals)
+        if HUMAN_APPROVALS in proposals.columns:  # whatever the policy says, never fewer people than were asked for
+            required = np.maximum(required, HUMAN_IN_THE_LOOP.required_approvals(proposals))
         actionable = proposals["action"].ne(HOLD).to_numpy() & ~rejected
         return required.where(actionable, 0)
 

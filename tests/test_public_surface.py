@@ -19,7 +19,7 @@ from openlineage.client.transport import get_default_factory
 
 from tests.conftest import ROOT
 
-PUBLIC_PACKAGES = ("foureyes", "foureyes.resources", "foureyes.checks", "foureyes.observe")
+PUBLIC_PACKAGES = ("foureyes", "foureyes.resources", "foureyes.checks", "foureyes.observe", "foureyes.standin_model")
 SOURCE = {
     "foureyes": ROOT / "agent_assets",
     "foureyes.resources": ROOT / "resources",

@@ -16,10 +16,11 @@ An ``interrupt()`` of the graph — a node or a tool wrapper waiting for a human
 proposal that waits for a foureyes approval: its value is the proposal (a dict with
 ``action``, the agent's natural key, ``rationale``, ``confidence``, and optionally
 ``human_approvals``: 1, the default, or 2 for four eyes), the adapter sets its
-``human_approvals`` column, and the agent's approval policy, ``interrupt_approval()``, sends
-every such proposal to the approvals queue whatever else it says (a ``propose`` cannot see
-its agent's policy: without this one, an interrupted proposal is judged like any other, so
-declare it). A proposal the rules reject stays rejected: no approval overrides a hard rule.
+``human_approvals`` column, and the supervisor sends every such proposal to the approvals
+queue whatever the agent's approval policy says (``HUMAN_APPROVALS`` in
+``foureyes.checks.supervisor``: never fewer people than were asked for;
+``interrupt_approval()`` combines it with a size policy of the agent's own). A proposal the
+rules reject stays rejected: no approval overrides a hard rule.
 The graph is never resumed inside the run: the run ends where the graph paused (what the
 graph would do after the interrupt never happens), the approver answers in foureyes
 (``foureyes approvals approve ID --by NAME --reason ...``), and the executor — not the graph
@@ -69,6 +70,7 @@ from foureyes.adapters.tool_call_checks import checked_tool_calls  # noqa: E402
 from foureyes.adapters.tool_kinds import ToolCallRecorder, ToolKinds  # noqa: E402
 from foureyes.agent import ProposeFn  # noqa: E402
 from foureyes.checks.approval_policy import ApprovalPolicy  # noqa: E402
+from foureyes.checks.supervisor import HUMAN_APPROVALS  # noqa: E402
 from foureyes.propose.context import ProposalContext  # noqa: E402
 from foureyes.resources.control_plane.tool_calls import TOOL, ToolCall, redact  # noqa: E402
 from foureyes.resources.errors import AgentDefinitionError  # noqa: E402
@@ -82,7 +84,6 @@ from foureyes.resources.fallback.model_chain import (  # noqa: E402
 from foureyes.resources.fallback.openai_backend import BackendFailedError, client_options, sdk_failure  # noqa: E402
 
 #: The column an interrupted proposal carries: the approvals it waits for (0 on every other row).
-HUMAN_APPROVALS = "human_approvals"
 #: An interrupt's status in the tool-call log: it became a proposal waiting for a human.
 INTERRUPTED = "interrupted"
 
@@ -110,8 +111,8 @@ def langgraph_propose(
     ``{"messages": [HumanMessage(prompt(ctx))]}`` updated with ``state(ctx)``; ``answer`` turns
     the state it ends with (finished, or paused at its interrupts) into proposals of its own
     (a ``hold`` report, say). The proposals are, in order: one per act call, one per
-    interrupt (see the module docstring; pass ``approval=foureyes.interrupt_approval()`` to the
-    agent, and a strict schema declares the optional ``human_approvals`` column), then
+    interrupt (see the module docstring; a strict schema declares the optional
+    ``human_approvals`` column), then
     ``answer``'s. ``name`` names the agent in errors; ``recursion_limit`` bounds the graph's
     steps (a model stuck calling tools ends in ``GraphRecursionError``, and the baseline).
 

@@ -144,6 +144,31 @@ def decision_report(
     return DecisionReport(agent, partition, supervision, run, tuple(records), unsupervised)
 
 
+def decision_record(control_plane: ControlPlaneResource, decision: Decision) -> DecisionRecord | None:
+    """Everything that followed from one decision, when it belongs to its partition's latest supervision."""
+    report = decision_report(control_plane, decision.agent, decision.partition)
+    return next((r for r in report.records if r.decision.proposal_id == decision.proposal_id), None)
+
+
+def format_decision(record: DecisionRecord) -> str:
+    """One decision read backwards, as an auditor asks: what was done, who judged it, what the agent saw."""
+    d, run = record.decision, record.run
+    lines = [f"proposal {d.proposal_id} of {d.agent} {d.partition}: {d.action}"]
+    executed = record.receipt is not None and record.receipt.executed_at is not None
+    lines.append(
+        f"  {_receipt_line(record.receipt)}"
+        if executed
+        else f"  receipt none ({record.outbox.status if record.outbox else 'not sent'})"
+    )
+    lines.append(f"  verdict {d.verdict.upper()} at {d.decided_at:%Y-%m-%d %H:%M:%S}Z")
+    lines += [f"    {r.severity} {r.rule}: {r.message}" for r in d.reasons]
+    lines.append(f"  decision: {d.rationale} (confidence {'-' if d.confidence is None else f'{d.confidence:.2f}'})")
+    prompt = run.prompt_hash if run is not None and d.model else None  # a baseline row was prompted by nobody
+    lines.append(f"    tier {d.tier or '-'}, model {d.model or 'none'}, prompt {prompt or '-'}")
+    lines += [f"    call {_call_line(c)}" for c in sorted(record.calls, key=lambda c: c.stage != "propose")]
+    return "\n".join(lines)
+
+
 def format_report(report: DecisionReport) -> str:
     s, run = report.supervision, report.run
     counts = ", ".join(f"{n} {k}" for k, n in s.counts.items() if k != "proposals")
@@ -175,7 +200,7 @@ def format_report(report: DecisionReport) -> str:
         ]
         batch_calls = [c for c in report.records[0].calls if c.proposal_id is None] if report.records else []
         if batch_calls:
-            lines += ["  model calls:", *(f"    {_call_line(c)}" for c in batch_calls)]
+            lines += ["  model and tool calls:", *(f"    {_call_line(c)}" for c in batch_calls)]
     for record in report.records:
         lines += ["", *_record_lines(record)]
     return "\n".join(lines)
@@ -212,10 +237,7 @@ def _record_lines(record: DecisionRecord) -> list[str]:
         votes = "; ".join(f"{v.approver} {v.decision}d ({v.reason})" for v in a.votes) or "no votes yet"
         lines.append(f"  approval {a.approval_id[:12]}: {a.status}, {len(a.approvers)}/{a.required} - {votes}")
     if record.receipt is not None and record.receipt.executed_at is not None:
-        r = record.receipt
-        lines.append(
-            f"  receipt {r.idempotency_key[:12]}: {r.status} on {r.target} at {r.executed_at:%Y-%m-%d %H:%M:%S}Z"
-        )
+        lines.append(f"  {_receipt_line(record.receipt)}")
     elif record.outbox is not None:
         o = record.outbox
         lines.append(
@@ -225,9 +247,15 @@ def _record_lines(record: DecisionRecord) -> list[str]:
     return lines
 
 
+def _receipt_line(receipt: Receipt) -> str:
+    r = receipt
+    return f"receipt {r.idempotency_key[:12]}: {r.status} on {r.target} at {r.executed_at:%Y-%m-%d %H:%M:%S}Z"
+
+
 def _call_line(call: ToolCall) -> str:
     shown = {k: v for k, v in call.parameters.items() if k != "payload" and v is not None}
     params = ", ".join(f"{k}={v}" for k, v in shown.items())
-    detail = f": {call.detail[:80]}" if call.detail and call.status not in ("ok", "executed") else ""
+    quiet = call.status == "executed" or (call.status == "ok" and call.kind == MODEL)  # nothing to add
+    detail = f": {call.detail[:80]}" if call.detail and not quiet else ""
     took = f"{call.latency_ms:.0f} ms, try {call.tries}"
     return f"{call.stage} {call.kind} {call.tool} [{params}] {call.status} in {took}{detail}"

@@ -135,6 +135,7 @@ def trace(
     **where: str | None,
 ) -> None:
     """Walk from an output partition back to the input partitions, versions, checks and Dagster runs that made it."""
+    from foureyes.cli.decisions import decision_record, format_decision
     from foureyes.cli.trace import format_dot, format_downstream, format_mermaid, format_text
     from foureyes.observe import lineage_trace as tracing
 
@@ -168,8 +169,11 @@ def trace(
                     decision.proposals_version,
                 )
                 if fmt == "text":
+                    record = decision_record(control, decision)
                     click.echo(
-                        f"proposal {decision.proposal_id}: {decision.action} -> {decision.verdict} "
+                        format_decision(record)
+                        if record is not None
+                        else f"proposal {decision.proposal_id}: {decision.action} -> {decision.verdict} "
                         f"({decision.tier or '-'}; {decision.rationale})"
                     )
             result = tracing.trace(

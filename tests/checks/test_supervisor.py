@@ -302,3 +302,18 @@ def test_no_rule_can_pass_itself_off_as_a_baseline_fill_in():
     rule = Threshold(id="filled_by_baseline", description="", column="amount", value=1, message="m")
     with pytest.raises(AgentDefinitionError, match=r"rule ids \['filled_by_baseline'\] are foureyes' own"):
         Supervisor(schema=Proposals, rules=[rule])
+
+
+@pytest.mark.parametrize(
+    "approval",
+    [None, ApprovalPolicy(id="size", description="", column="amount", above=1000)],
+    ids=["no policy", "a policy blind to it"],
+)
+def test_a_proposal_whose_agent_asked_for_a_human_always_waits_for_one(approval):
+    """An interrupt's row (``human_approvals``) needs people whatever approval policy the agent declared."""
+    asked = _proposals(amount=[10.0, 20.0, 30.0], action=["buy"] * 3).assign(human_approvals=[0, 1, 2])
+    supervisor = Supervisor(schema=Proposals, approval=approval)
+    result = supervisor.review(asked)
+    assert result.verdicts.tolist() == [APPROVED, PENDING, PENDING]
+    assert result.required_approvals.tolist() == [0, 1, 2]
+    assert supervisor.approval_policy(asked).id == ("human_in_the_loop" if approval is None else "size")

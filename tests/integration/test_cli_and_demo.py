@@ -164,7 +164,7 @@ def test_status_after_the_demo_shows_every_agent_idle(demo_home):
     done = _cli("status", "--format", "json", home=home)
     assert done.returncode == 0, done.stderr
     agents = {a["agent"]: a for a in json.loads(done.stdout)["agents"]}
-    assert set(agents) == {"var_risk", "margin_calls", "rebalancing"}
+    assert set(agents) == {"var_risk", "margin_calls", "rebalancing", "loan_triage"}
     for a in agents.values():
         assert a["phase"] == "idle" and a["last_outcome"] == "ok" and not a["stuck"]
         assert a["last_decision"]["partition"] == "2026-11-20" and a["last_tier"]["tier"] == "FULL"

@@ -123,7 +123,12 @@ def test_the_cli_traces_a_decision_and_renders_every_format(bad_vendor_day):
     decision = control.decision_log.for_partition("var_risk", "2026-11-18")[0]
     text = _cli(bad_vendor_day, "trace", "--proposal", decision.proposal_id[:10])
     assert text.returncode == 0, text.stderr
-    assert text.stdout.startswith(f"proposal {decision.proposal_id}: {decision.action} -> {decision.verdict}")
+    header = f"proposal {decision.proposal_id} of var_risk 2026-11-18: {decision.action}\n"
+    assert text.stdout.startswith(header), text.stdout[:400]
+    assert (
+        f"  verdict {decision.verdict.upper()} at " in text.stdout
+        and f"  decision: {decision.rationale}" in text.stdout
+    )
     assert "market_prices[2026-11-17] (requested 2026-11-18)" in text.stdout
     as_json = json.loads(_cli(bad_vendor_day, "trace", "holdings", "-p", "2026-11-18", "--format", "json").stdout)
     assert as_json["root_cause"].startswith("root cause: vendor_prices[2026-11-18]")

@@ -1,4 +1,8 @@
-"""The finance desk's code location: market data, three agents, and the runs that tie them together.
+"""The finance desk's code location: market data, four agents, and the runs that tie them together.
+
+Beside the desk's three trading and risk agents it holds the mortgage pipeline's
+``loan_triage`` (``foureyes.examples.mortgage_pipeline``), a Pydantic AI agent: one location,
+one daily job, so the demo and ``make ui`` show all four.
 
 An example of a Dagster project that adopts foureyes through its public API alone: its
 market data are plain assets and checks, stored by its own IO manager; its agents are
@@ -27,8 +31,11 @@ from foureyes.examples.finance_desk.market_data import MARKET_DATA_ASSETS, Marke
 from foureyes.examples.finance_desk.market_data_quality import FEED_QUALITY
 from foureyes.examples.finance_desk.rebalancing import REBALANCING
 from foureyes.examples.finance_desk.var_risk import VAR_RISK
+from foureyes.examples.mortgage_pipeline.assets import MORTGAGE_ASSETS
+from foureyes.examples.mortgage_pipeline.loan_triage import LOAN_TRIAGE
+from foureyes.examples.mortgage_pipeline.loan_triage import TARGET as LOAN_SERVICING
 
-AGENTS = (VAR_RISK, MARGIN_CALLS, REBALANCING)
+AGENTS = (VAR_RISK, MARGIN_CALLS, REBALANCING, LOAN_TRIAGE)
 DAILY_JOB = "foureyes_daily"
 MARKET_DATA_JOB = "market_data_daily"
 MAX_RUNTIME_TAG = "dagster/max_runtime"  # run monitoring (deploy/dagster.yaml) ends runs older than this
@@ -38,11 +45,16 @@ TARGET_URLS = {  # the desk's own settings: HTTP tool servers for two of its age
     "collateral_system": "FOUREYES_COLLATERAL_SYSTEM_URL",
     "order_system": "FOUREYES_ORDER_SYSTEM_URL",
 }
-BOOKS_TABLES = {"books": "risk_actions", "collateral_system": "margin_calls_issued", "order_system": "orders"}
+BOOKS_TABLES = {
+    "books": "risk_actions",
+    "collateral_system": "margin_calls_issued",
+    "order_system": "orders",
+    LOAN_SERVICING: "loan_servicing_actions",
+}
 
 
 def desk_resources(settings: foureyes.FoureyesSettings, faults: str) -> dict[str, object]:
-    """The desk's resources beside foureyes' own: its feed, its IO manager and its three targets.
+    """The desk's resources beside foureyes' own: its feed, its IO manager and its targets (one per agent).
 
     A target URL goes in as ``dg.EnvVar``: its password is never written into Dagster's run
     snapshots, and the target redacts it everywhere else.
@@ -77,7 +89,7 @@ def build_definitions(
     market_data = dg.define_asset_job(
         MARKET_DATA_JOB,
         selection=dg.AssetSelection.all() - agents,
-        description="Ingest the day's market and reference data and check its quality.",
+        description="Ingest the day's market, reference and servicer data and check its quality.",
         tags={MAX_RUNTIME_TAG: str(MARKET_DATA_MAX_RUNTIME_S)},
     )
     daily = dg.define_asset_job(
@@ -91,7 +103,7 @@ def build_definitions(
     )
     resources = {**desk_resources(settings, faults), **(overrides or {})}
     desk = dg.Definitions(
-        assets=MARKET_DATA_ASSETS,
+        assets=[*MARKET_DATA_ASSETS, *MORTGAGE_ASSETS],
         asset_checks=[input_quality_checks(quality, BUSINESS_DAYS) for quality in FEED_QUALITY],
         jobs=[market_data, daily],
         schedules=[

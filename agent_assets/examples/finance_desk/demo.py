@@ -21,7 +21,8 @@ from foureyes import ControlPlaneResource, FoureyesError, FoureyesSettings, SqlW
 from foureyes.examples.finance_desk.calendar import business_days_ending
 from foureyes.examples.finance_desk.daily_run import run_business_day
 from foureyes.examples.finance_desk.definitions import AGENTS, DAILY_JOB, MARKET_DATA_JOB, build_definitions
-from foureyes.examples.finance_desk.faults import parse_faults
+from foureyes.examples.finance_desk.faults import Fault, parse_faults
+from foureyes.examples.mortgage_pipeline.demo_model import demo_models
 from foureyes.observe import DagsterRecords, Trace, format_text, trace
 from foureyes.resources import redact_url
 
@@ -60,6 +61,7 @@ class DemoSummary:
     warehouse_url: str
     control_url: str
     faults: str
+    model: str
     seconds: float
     runs: tuple[RunOutcome, ...]
     traces: tuple[Trace, ...] = field(default_factory=tuple)
@@ -88,7 +90,24 @@ def run_demo(
     warehouse = SqlWarehouseResource(url=settings.warehouse_url)
     control.reach()  # a store that is down is one line, not five failed days
     warehouse.reach()
-    defs = build_definitions(settings, faults=faults)
+    with demo_models(settings) as models:
+        defs = build_definitions(settings, faults=faults, overrides=models)
+        model = "the stand-in model (FOUREYES_MODELS is not set)" if models else "FOUREYES_MODELS"
+        return _run_days(settings, defs, control, warehouse, injected, days, end, faults, model, progress)
+
+
+def _run_days(
+    settings: FoureyesSettings,
+    defs: dg.Definitions,
+    control: ControlPlaneResource,
+    warehouse: SqlWarehouseResource,
+    injected: tuple[Fault, ...],
+    days: int,
+    end: str,
+    faults: str,
+    model: str,
+    progress: Callable[[str], None] | None,
+) -> DemoSummary:
     instance = dagster_instance(settings)
     started = time.perf_counter()
     runs = []
@@ -113,6 +132,7 @@ def run_demo(
         warehouse_url=redact_url(settings.warehouse_url),
         control_url=redact_url(settings.control_url),
         faults=faults,
+        model=model,
         seconds=round(time.perf_counter() - started, 1),
         runs=tuple(runs),
         traces=tuple(traces),
@@ -162,6 +182,7 @@ def format_summary(summary: DemoSummary) -> str:
         f"  warehouse     {summary.warehouse_url}",
         f"  control plane {summary.control_url}",
         f"  faults        {summary.faults or 'none'}",
+        f"  loan_triage   runs on {summary.model}",
         "",
         header,
         "-" * len(header),
