@@ -49,6 +49,7 @@ bench: setup
 	$(BIN)/python benchmarks/fallback.py
 	$(BIN)/python benchmarks/lineage.py
 	$(BIN)/python benchmarks/warehouse.py
+	$(BIN)/python benchmarks/agents.py
 
 lock:
 	rm -rf .lockvenv && $(PYTHON) -m venv .lockvenv

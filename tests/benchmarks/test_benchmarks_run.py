@@ -23,6 +23,7 @@ TOY_RUNS = {
     "fallback": ["--partitions", "60", "--lookups", "10"],
     "lineage": ["--sizes", "100,3000", "--traces", "5"],
     "overhead": ["--partitions", "2", "--warmup", "0"],
+    "agents": ["--runs", "1", "--days", "1"],
 }
 USES_POSTGRES = {"warehouse", "fallback", "lineage"}
 
