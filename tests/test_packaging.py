@@ -65,3 +65,21 @@ def test_installed_into_a_fresh_venv_foureyes_imports_and_resources_does_not(whe
         [str(venv / "bin" / "foureyes"), "--help"], capture_output=True, text=True, cwd=elsewhere, check=False
     )
     assert cli.returncode == 0 and "trace" in cli.stdout, cli.stderr
+
+
+def test_every_module_of_the_source_is_in_the_wheel(wheel):
+    """A new subpackage must be listed in pyproject.toml, or the installed plugin cannot import it."""
+    sources = {
+        "foureyes": ROOT / "agent_assets",
+        "foureyes/resources": ROOT / "resources",
+        "foureyes/checks": ROOT / "checks",
+    }
+    expected = {
+        f"{prefix}/{path.relative_to(folder).as_posix()}"
+        for prefix, folder in sources.items()
+        for path in folder.rglob("*.py")
+        if "__pycache__" not in path.parts
+    }
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = set(archive.namelist())
+    assert sorted(expected - shipped) == []

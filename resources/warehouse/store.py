@@ -240,9 +240,21 @@ class SqlWarehouseResource(dg.ConfigurableResource):
     def _ensure_catalog(self, conn: sa.Connection) -> None:
         if _SCHEMA.columns(self._store, CATALOG_TABLE) is not None:
             return
+        self._one_creator(conn, CATALOG_TABLE)
         if self.db_schema and is_postgres(self.engine):
             conn.execute(sa.schema.CreateSchema(self.db_schema, if_not_exists=True))
         self._catalog().create(conn, checkfirst=True)
+
+    def _one_creator(self, conn: sa.Connection, table: str) -> None:
+        """On PostgreSQL, one transaction at a time creates or widens ``table``, until it commits.
+
+        Two first writes racing (parallel steps of a fresh store, partitions of a new asset)
+        would otherwise both find no table and both CREATE it: the second fails on the
+        catalog's unique type name. SQLite serialises writers already.
+        """
+        if is_postgres(self.engine):
+            key = f"foureyes-ddl:{self.db_schema or ''}.{table}"
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(key, 0))))
 
     def _table(self, name: str, columns: tuple[StoredColumn, ...] | list[StoredColumn]) -> sa.Table:
         return _asset_table(self.db_schema, name, tuple(columns))
@@ -259,6 +271,7 @@ class SqlWarehouseResource(dg.ConfigurableResource):
         return self._reconcile_table(conn, name, columns)
 
     def _reconcile_table(self, conn: sa.Connection, name: str, columns: list[StoredColumn]) -> sa.Table:
+        self._one_creator(conn, name)
         inspector = sa.inspect(conn)
         if not inspector.has_table(name, schema=self.db_schema):
             table = self._table(name, columns)

@@ -10,6 +10,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.pandas import column, data_frames, range_indexes
@@ -303,3 +304,38 @@ def test_io_manager_refuses_to_load_a_partition_that_was_never_written(tmp_path)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "asset 'upstream' has no partition 'b'" in str(failure.event_specific_data.error)
+
+
+def _first_write(url: str, table: str, partition: str, go, failures) -> None:
+    create = sa.Table.create
+
+    def slow_create(self, bind, checkfirst=False):  # a busy catalog: the window two creators race in
+        time.sleep(0.3)
+        create(self, bind, checkfirst=checkfirst)
+
+    sa.Table.create = slow_create
+    go.wait(60)
+    try:
+        SqlWarehouseResource(url=url).write_partition(table, partition, pd.DataFrame({"x": [1.0], "p": [partition]}))
+    except Exception as exc:  # reported to the test, which names it
+        failures.put(f"{table}/{partition}: {type(exc).__name__}: {exc}"[:300])
+
+
+def test_first_writes_racing_on_a_fresh_store_all_land(pg_url):
+    """Parallel steps on a fresh PostgreSQL store: one creates each table, none fails (a new store, new assets)."""
+    spawn = multiprocessing.get_context("spawn")
+    go, failures = spawn.Event(), spawn.Queue()
+    writes = [(table, f"d{i}") for table in ("servicer_file", "vendor_prices", "positions") for i in range(2)]
+    writers = [spawn.Process(target=_first_write, args=(pg_url, t, p, go, failures)) for t, p in writes]
+    for writer in writers:
+        writer.start()
+    time.sleep(3)  # every process imported and waiting
+    go.set()
+    for writer in writers:
+        writer.join(120)
+    found = []
+    while not failures.empty():
+        found.append(failures.get())
+    assert found == []
+    warehouse = SqlWarehouseResource(url=pg_url)
+    assert all(warehouse.read_partition(t, p).frame["p"].tolist() == [p] for t, p in writes)

@@ -32,6 +32,7 @@ from foureyes.examples.finance_desk.market_data_quality import FEED_QUALITY
 from foureyes.examples.finance_desk.rebalancing import REBALANCING
 from foureyes.examples.finance_desk.var_risk import VAR_RISK
 from foureyes.examples.mortgage_pipeline.assets import MORTGAGE_ASSETS
+from foureyes.examples.mortgage_pipeline.demo_model import MODELS, StandinModelChain
 from foureyes.examples.mortgage_pipeline.loan_triage import LOAN_TRIAGE
 from foureyes.examples.mortgage_pipeline.loan_triage import TARGET as LOAN_SERVICING
 
@@ -54,7 +55,8 @@ BOOKS_TABLES = {
 
 
 def desk_resources(settings: foureyes.FoureyesSettings, faults: str) -> dict[str, object]:
-    """The desk's resources beside foureyes' own: its feed, its IO manager and its targets (one per agent).
+    """The desk's resources beside foureyes' own: its feed, its IO manager, its targets (one per agent),
+    and, when no model endpoint is configured, the stand-in model for ``loan_triage``.
 
     A target URL goes in as ``dg.EnvVar``: its password is never written into Dagster's run
     snapshots, and the target redacts it everywhere else.
@@ -64,6 +66,11 @@ def desk_resources(settings: foureyes.FoureyesSettings, faults: str) -> dict[str
         "io_manager": foureyes.PartitionedSqlIOManager(warehouse=foureyes.SqlWarehouseResource(url=warehouse_url)),
         "market_feed": MarketFeedResource(faults=faults),
     }
+    if not settings.models:  # no model configured: loan_triage runs on the stand-in, the others locally
+        resources[MODELS] = StandinModelChain(
+            control_url=settings.configured("FOUREYES_CONTROL_URL", settings.control_url),
+            backends=[foureyes.ModelBackend(name="local_policy", kind="local_policy")],
+        )
     for key, table in BOOKS_TABLES.items():
         variable = TARGET_URLS.get(key)
         if variable and os.environ.get(variable):

@@ -21,8 +21,7 @@ from foureyes import ControlPlaneResource, FoureyesError, FoureyesSettings, SqlW
 from foureyes.examples.finance_desk.calendar import business_days_ending
 from foureyes.examples.finance_desk.daily_run import run_business_day
 from foureyes.examples.finance_desk.definitions import AGENTS, DAILY_JOB, MARKET_DATA_JOB, build_definitions
-from foureyes.examples.finance_desk.faults import Fault, parse_faults
-from foureyes.examples.mortgage_pipeline.demo_model import demo_models
+from foureyes.examples.finance_desk.faults import parse_faults
 from foureyes.observe import DagsterRecords, Trace, format_text, trace
 from foureyes.resources import redact_url
 
@@ -90,24 +89,8 @@ def run_demo(
     warehouse = SqlWarehouseResource(url=settings.warehouse_url)
     control.reach()  # a store that is down is one line, not five failed days
     warehouse.reach()
-    with demo_models(settings) as models:
-        defs = build_definitions(settings, faults=faults, overrides=models)
-        model = "the stand-in model (FOUREYES_MODELS is not set)" if models else "FOUREYES_MODELS"
-        return _run_days(settings, defs, control, warehouse, injected, days, end, faults, model, progress)
-
-
-def _run_days(
-    settings: FoureyesSettings,
-    defs: dg.Definitions,
-    control: ControlPlaneResource,
-    warehouse: SqlWarehouseResource,
-    injected: tuple[Fault, ...],
-    days: int,
-    end: str,
-    faults: str,
-    model: str,
-    progress: Callable[[str], None] | None,
-) -> DemoSummary:
+    defs = build_definitions(settings, faults=faults)
+    model = "FOUREYES_MODELS" if settings.models else "the stand-in model (FOUREYES_MODELS is not set)"
     instance = dagster_instance(settings)
     started = time.perf_counter()
     runs = []
