@@ -29,10 +29,10 @@ graph would do after the interrupt never happens), the approver answers in foure
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
-import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,7 +45,6 @@ from foureyes.adapters.extras import require
 
 require("langgraph", "langgraph", "foureyes.langgraph_propose")
 
-import openai  # noqa: E402
 from langchain_core.language_models import BaseChatModel  # noqa: E402
 from langchain_core.messages import (  # noqa: E402
     AIMessage,
@@ -67,7 +66,7 @@ from langgraph.types import Interrupt  # noqa: E402
 from pydantic import BaseModel, PrivateAttr  # noqa: E402
 
 from foureyes.adapters.tool_call_checks import checked_tool_calls  # noqa: E402
-from foureyes.adapters.tool_kinds import ToolCallRecorder, ToolKinds  # noqa: E402
+from foureyes.adapters.tool_kinds import ReadCall, ToolCallRecorder, ToolKinds  # noqa: E402
 from foureyes.agent import ProposeFn  # noqa: E402
 from foureyes.checks.approval_policy import ApprovalPolicy  # noqa: E402
 from foureyes.checks.supervisor import HUMAN_APPROVALS  # noqa: E402
@@ -81,7 +80,7 @@ from foureyes.resources.fallback.model_chain import (  # noqa: E402
     ModelChainExhaustedError,
     ModelChainResource,
 )
-from foureyes.resources.fallback.openai_backend import BackendFailedError, client_options, sdk_failure  # noqa: E402
+from foureyes.resources.fallback.openai_backend import BackendFailedError, chat_message  # noqa: E402
 
 #: The column an interrupted proposal carries: the approvals it waits for (0 on every other row).
 #: An interrupt's status in the tool-call log: it became a proposal waiting for a human.
@@ -319,7 +318,7 @@ class FoureyesChatModel(BaseChatModel):
                 tries = walk.tries(backend)
                 for _ in tries:
                     with tries.one():
-                        message = _checked(_completion(backend, request), schemas, text_allowed, backend)
+                        message = _checked(chat_message(backend, **request), schemas, text_allowed, backend)
                     if tries.succeeded:
                         self._ctx.answers.append(ModelAnswer({}, backend.name, walk.attempts, self._prompt_hash))
                         return ChatResult(generations=[ChatGeneration(message=message)])
@@ -339,20 +338,6 @@ def _tool_choice(choice: str | dict | bool | None) -> str | dict | None:
     if choice in ("auto", "none", "required"):
         return choice
     return {"type": "function", "function": {"name": choice}}
-
-
-def _completion(backend: ModelBackend, request: Mapping[str, Any]) -> Any:
-    """One backend's answer (the message of its first choice); how it failed, in the chain's outcomes."""
-    client = openai.OpenAI(**client_options(backend))
-    try:
-        completion = client.chat.completions.create(model=backend.model, **request)
-        return completion.choices[0].message
-    except openai.OpenAIError as exc:
-        raise sdk_failure(exc, backend) from None
-    except (ValueError, IndexError, AttributeError, TypeError) as exc:  # a 200 that is no chat completion
-        raise sdk_failure(exc, backend) from None
-    finally:
-        client.close()
 
 
 def _checked(message: Any, schemas: Mapping[str, Mapping], text_allowed: bool, backend: ModelBackend) -> AIMessage:
@@ -418,34 +403,27 @@ class _ReadTool(_SupervisedTool):
     """Runs the user's read tool, and logs the call."""
 
     def invoke(self, input: Any, config: Any = None, **kwargs: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            result = self._inner.invoke(input, config, **kwargs)
-        except GraphBubbleUp:  # an interrupt() inside the tool: not a failure, the run pauses
-            raise
-        except Exception as exc:
-            self._recorder.read(self.name, self._model_args(input), None, started, error=f"{type(exc).__name__}: {exc}")
-            raise
-        self._log(input, result, started)
-        return result
+        with self._reading(input) as read:
+            _answered(read, self._inner.invoke(input, config, **kwargs))
+        return read.result
 
     async def ainvoke(self, input: Any, config: Any = None, **kwargs: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            result = await self._inner.ainvoke(input, config, **kwargs)
-        except GraphBubbleUp:
-            raise
-        except Exception as exc:
-            self._recorder.read(self.name, self._model_args(input), None, started, error=f"{type(exc).__name__}: {exc}")
-            raise
-        self._log(input, result, started)
-        return result
+        with self._reading(input) as read:
+            _answered(read, await self._inner.ainvoke(input, config, **kwargs))
+        return read.result
 
-    def _log(self, given: Any, result: Any, started: float) -> None:
-        failed = isinstance(result, ToolMessage) and result.status == "error"  # the tool's own error handling
-        content = result.content if isinstance(result, ToolMessage) else result
-        error = f"error reply: {content}" if failed else ""
-        self._recorder.read(self.name, self._model_args(given), content, started, error=error)
+    def _reading(self, given: Any) -> contextlib.AbstractContextManager[ReadCall]:
+        # an interrupt() inside the tool is not a failure: the run pauses
+        return self._recorder.reading(self.name, self._model_args(given), passing=(GraphBubbleUp,))
+
+
+def _answered(read: ReadCall, result: Any) -> None:
+    """A read tool's result; a ToolMessage is measured by its content, and its error status kept."""
+    read.result = result
+    if isinstance(result, ToolMessage):
+        read.shown = result.content
+        if result.status == "error":  # the tool's own error handling
+            read.error = f"error reply: {result.content}"
 
 
 class _ActTool(_SupervisedTool):

@@ -15,7 +15,6 @@ model, one object or a list — adds proposals of its own (a ``hold`` report, sa
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -143,14 +142,9 @@ def _tool_hooks(recorder: ToolCallRecorder) -> Hooks:
     async def supervised(ctx, *, call, tool_def, args, handler):
         if call.tool_name not in recorder.kinds.read:
             raise ApprovalRequired()  # an act tool, or anything not declared a read tool
-        started = time.perf_counter()
-        try:
-            result = await handler(args)
-        except Exception as exc:
-            recorder.read(call.tool_name, _as_dict(args), None, started, error=f"{type(exc).__name__}: {exc}")
-            raise
-        recorder.read(call.tool_name, _as_dict(args), result, started)
-        return result
+        with recorder.reading(call.tool_name, _as_dict(args)) as read:
+            read.result = await handler(args)
+        return read.result
 
     return hooks
 

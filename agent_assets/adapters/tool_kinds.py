@@ -12,9 +12,10 @@ start acting unseen.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -64,6 +65,15 @@ def _names(names: Sequence[str]) -> set[str]:
     return {names} if isinstance(names, str) else set(names)
 
 
+@dataclass
+class ReadCall:
+    """One read call under way: what it returns, and what is measured of it when that differs."""
+
+    result: object = None
+    shown: object = None
+    error: str = ""
+
+
 class ToolCallRecorder:
     """Collects one run's tool calls: read calls for the log, act calls as proposals."""
 
@@ -76,6 +86,24 @@ class ToolCallRecorder:
         """Log one read call that started at ``started`` (``time.perf_counter``) and ended now."""
         detail = f"failed: {scrub(error)[:300]}" if error else f"returned {_size(result)} bytes"
         self._log(tool, args, READ_FAILED if error else READ_OK, started, detail)
+
+    @contextlib.contextmanager
+    def reading(
+        self, tool: str, args: Mapping[str, object], passing: tuple[type[BaseException], ...] = ()
+    ) -> Iterator[ReadCall]:
+        """Time and log the read call made inside the block; one that raises is logged failed and re-raised.
+
+        ``passing`` are exceptions that are not failures of the tool (an interrupt): raised unlogged.
+        """
+        call, started = ReadCall(), time.perf_counter()
+        try:
+            yield call
+        except passing:
+            raise
+        except Exception as exc:
+            self.read(tool, args, None, started, error=f"{type(exc).__name__}: {exc}")
+            raise
+        self.read(tool, args, call.result if call.shown is None else call.shown, started, error=call.error)
 
     def act(self, tool: str, args: Mapping[str, object], call_id: str | None) -> str:
         """Turn one act call into a proposal row; the model's reply says it did not run."""

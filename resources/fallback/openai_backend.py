@@ -10,7 +10,7 @@ breaker understand, its text scrubbed of the endpoint's credentials.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from foureyes.resources.redaction import register_secret, scrub, url_credentials
 
@@ -63,28 +63,33 @@ def sdk_failure(exc: BaseException, backend: ModelBackend) -> BackendFailedError
     return BackendFailedError("unparseable", scrub(f"{type(exc).__name__}: {str(exc)[:200]}", own))
 
 
-def json_answer(backend: ModelBackend, question: ModelQuestion) -> object:
-    """The endpoint's answer to ``question``, parsed from JSON (validated by the chain)."""
-    import openai  # noqa: PLC0415
+def chat_message(backend: ModelBackend, **request: object) -> Any:
+    """The message of the endpoint's first choice for one chat-completions request; how it failed, as an outcome."""
+    import openai  # noqa: PLC0415 (imported with the first call, as the SDK is large)
 
     client = openai.OpenAI(**client_options(backend))
     try:
-        completion = client.chat.completions.create(
-            model=backend.model,
-            temperature=0,
-            messages=[
-                {"role": "system", "content": question.system},
-                {"role": "user", "content": question.prompt},
-            ],
-            **_response_format(backend.response_format, question.answer_schema),
-        )
-        content = completion.choices[0].message.content
+        completion = client.chat.completions.create(model=backend.model, **request)
+        return completion.choices[0].message
     except openai.OpenAIError as exc:
         raise sdk_failure(exc, backend) from None
     except (ValueError, IndexError, AttributeError, TypeError) as exc:  # a 200 that is no chat completion
         raise sdk_failure(exc, backend) from None
     finally:
         client.close()
+
+
+def json_answer(backend: ModelBackend, question: ModelQuestion) -> object:
+    """The endpoint's answer to ``question``, parsed from JSON (validated by the chain)."""
+    content = chat_message(
+        backend,
+        temperature=0,
+        messages=[
+            {"role": "system", "content": question.system},
+            {"role": "user", "content": question.prompt},
+        ],
+        **_response_format(backend.response_format, question.answer_schema),
+    ).content
     try:
         return json.loads(content) if isinstance(content, str) else content
     except ValueError as exc:
