@@ -188,3 +188,15 @@ def test_the_workspace_validates():
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "All code locations passed validation." in done.stderr + done.stdout
+
+
+def test_the_workspace_loads_without_the_agent_libraries():
+    """Every step process loads the location: only loan_triage's step pays for Pydantic AI and the OpenAI SDK."""
+    heavy = ("pydantic_ai", "openai", "langgraph", "langchain_core")
+    script = f"import sys, foureyes.examples.finance_desk.definitions; print([m for m in {heavy} if m in sys.modules])"
+    env = environment_without(("FOUREYES_", "DAGSTER_HOME"))
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "[]"

@@ -6,18 +6,15 @@ with its act tools: ``correct_field``, ``quarantine_loan`` or ``escalate``. Thos
 here: each call is a proposal, judged by the rules below, and the approved ones are booked
 by the executor into the servicing system's action table. When no model answers, or the
 supervisor rejects what it proposed for a loan, the deterministic baseline triages that loan.
+The Pydantic AI agent itself (instructions, tools, answer) is in ``triage_agent``.
 """
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
-import pydantic_ai
 from pandera.typing import Series
-from pydantic import BaseModel, Field
 
 import foureyes
 from foureyes import HOLD, ApprovalPolicy, AssetInput, Predicate, ProposalContext
@@ -33,85 +30,16 @@ QUARANTINE_LIMIT = 3  # more quarantines than this in one tape need a human
 TARGET = "loan_servicing"
 
 
-class TriageNote(BaseModel):
-    """A case the agent only reports: nothing to execute."""
-
-    loan_id: str
-    action: str = Field(default=HOLD, description="Always 'hold': a note, not an action.")
-    rationale: str
-    confidence: float = Field(ge=0, le=1)
-
-
-class TriageAnswer(BaseModel):
-    """The agent's final answer; its actions were its act-tool calls."""
-
-    proposals: list[TriageNote] = Field(default_factory=list)
-
-
-INSTRUCTIONS = """\
-You triage exceptions on a mortgage loan tape. For each exception listed, look at the loan's
-history and, when useful, the servicer's file, then call exactly one act tool for that loan:
-correct_field (only rate or ltv, when the right value is certain), quarantine_loan (the
-servicer's row cannot be trusted), or escalate (anything else, and always for a loan in
-bankruptcy, litigation or foreclosure). Give a rationale and your confidence with each call.
-Finish with an answer listing only the exceptions you chose to note without acting."""
-
-TRIAGE = pydantic_ai.Agent(
-    name="loan_triage",
-    deps_type=ProposalContext,
-    output_type=TriageAnswer,
-    instructions=INSTRUCTIONS,
-)
-
-
-@TRIAGE.tool
-def loan_history(ctx: pydantic_ai.RunContext[ProposalContext], loan_id: str) -> list[dict]:
-    """The loan's record in the servicing system for the last three business days."""
-    return servicing.loan_history(loan_id, ctx.deps.partition)
-
-
-@TRIAGE.tool
-def servicer_file(ctx: pydantic_ai.RunContext[ProposalContext], servicer: str) -> list[dict]:
-    """The rows of the servicer's file on the tape's day, as received."""
-    file = ctx.deps.inputs["servicer_file"]
-    rows = file[file["servicer"] == servicer]
-    return json.loads(rows.to_json(orient="records"))
-
-
-@TRIAGE.tool_plain
-def correct_field(loan_id: str, field: str, value: float, rationale: str, confidence: float) -> str:
-    """Correct one field of a loan on the tape (rate or ltv)."""
-    raise RuntimeError("act tools are carried out by the executor, never inside the agent")
-
-
-@TRIAGE.tool_plain
-def quarantine_loan(loan_id: str, rationale: str, confidence: float) -> str:
-    """Take the loan out of today's tape until its servicer resends the row."""
-    raise RuntimeError("act tools are carried out by the executor, never inside the agent")
-
-
-@TRIAGE.tool_plain
-def escalate(loan_id: str, reason: str, rationale: str, confidence: float) -> str:
-    """Send the loan to the servicing operations queue for a person to resolve."""
-    raise RuntimeError("act tools are carried out by the executor, never inside the agent")
-
-
-def triage_prompt(ctx: ProposalContext) -> str:
-    """The day's exceptions, as the model reads them (and the stand-in parses them)."""
-    cases = servicing.exceptions(ctx.inputs["loan_tape"]).to_dict(orient="records")
-    return f"Loan tape of {ctx.partition}: {len(cases)} exception(s).\nEXCEPTIONS: {json.dumps(cases)}"
-
-
-_run_triage = foureyes.pydantic_ai_propose(TRIAGE, prompt=triage_prompt, read_tools=READ_TOOLS, act_tools=ACT_TOOLS)
-
-
 def propose_triage(ctx: ProposalContext) -> pd.DataFrame:
     """The agent's proposals, every exception answered, with the day's quarantine count (ours, not the model's).
 
     An exception the model left without a proposal (it skipped a loan, or named one that does
-    not exist) is triaged by the baseline, so no exception goes unworked.
+    not exist) is triaged by the baseline, so no exception goes unworked. The Pydantic AI agent
+    (``triage_agent``) loads here, with the first triage, never with the code location.
     """
-    proposals = _run_triage(ctx)
+    from foureyes.examples.mortgage_pipeline.triage_agent import run_triage  # noqa: PLC0415
+
+    proposals = run_triage(ctx)
     answered = set(proposals["loan_id"]) if "loan_id" in proposals else set()
     baseline = baseline_triage(ctx)
     missed = baseline[~baseline["loan_id"].isin(answered)].copy()
