@@ -20,7 +20,9 @@ from collections.abc import Iterable
 REDACTED = "***"
 MIN_SECRET_LENGTH = 3  # shorter values would blank out ordinary text; URLs are still scrubbed by shape
 _SECRET_NAME = re.compile(r"key|token|secret|passw|pwd|authori[sz]ation|credential|cookie|signature|sig$", re.I)
-_NOT_SECRET_NAMES = frozenset({"idempotency_key", "idempotency-key", "natural_key", "sort_key"})
+_NOT_SECRET_NAMES = frozenset(
+    {"idempotency_key", "idempotency-key", "idempotency_keys", "natural_key", "sort_key", "token_id"}
+)  # names, not secrets: an audit entry shows which actions were retried, which token was revoked
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/\s?#'\"<>]*)@")
 _BEARER = re.compile(r"(?P<kind>\b(?:Bearer|Basic|Token)\s+)[A-Za-z0-9._~+/=\-]{6,}", re.I)
 _QUERY_SECRET = re.compile(

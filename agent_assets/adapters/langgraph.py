@@ -23,8 +23,8 @@ queue whatever the agent's approval policy says (``HUMAN_APPROVALS`` in
 rules reject stays rejected: no approval overrides a hard rule.
 The graph is never resumed inside the run: the run ends where the graph paused (what the
 graph would do after the interrupt never happens), the approver answers in foureyes
-(``foureyes approvals approve ID --by NAME --reason ...``), and the executor — not the graph
-— carries out the approved action, once.
+(``foureyes approvals approve ID --reason ...``, as an authenticated principal holding the
+``approve`` scope), and the executor — not the graph — carries out the approved action, once.
 """
 
 from __future__ import annotations

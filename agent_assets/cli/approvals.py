@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from foureyes.cli.text_table import text_table
-from foureyes.resources.control_plane.approvals import APPROVED, PENDING, Approval
+from foureyes.resources.control_plane.approvals import APPROVED, PENDING, Approval, Ballot
 from foureyes.resources.control_plane.outbox import QUEUED, OutboxEntry
 
 
@@ -13,22 +13,26 @@ def format_approvals(found: list[Approval]) -> str:
     if not found:
         return "no approvals match"
     now = dt.datetime.now(dt.UTC)
-    rows = [("id", "agent", "partition", "status", "votes", "expires", "proposal")]
+    rows = [("id", "agent", "partition", "status", "votes", "expires", "digest", "proposal")]
     for a in found:
         votes = f"{len(a.approvers)}/{a.required}"
         expires = _until(a.expires_at - now) if a.status == PENDING else a.status
-        rows.append((a.approval_id[:12], a.agent, a.partition, a.status, votes, expires, a.summary))
+        rows.append(
+            (a.approval_id[:12], a.agent, a.partition, a.status, votes, expires, a.arguments_digest[:12], a.summary)
+        )
     return "\n".join(text_table(rows))
 
 
-def format_decision(approval: Approval, queued: OutboxEntry | None = None) -> str:
+def format_decision(ballot: Ballot, queued: OutboxEntry | None = None) -> str:
     """One line on what the vote did; a granted approval says what it put in the outbox, and only that."""
-    last = approval.votes[-1]
-    verb = "approved" if last.decision == "approve" else "rejected"
+    approval, vote = ballot.approval, ballot.vote
+    verb = "approved" if vote.decision == "approve" else "rejected"
     head = (
         f"{verb} {approval.approval_id[:12]} ({approval.agent} {approval.partition}: {approval.summary}) "
-        f"by {last.approver}"
+        f"by {vote.approver} ({vote.authenticated_by})"
     )
+    if not ballot.counted:
+        head = f"already recorded: {head} at {vote.voted_at:%Y-%m-%d %H:%M}Z, counted once"
     if approval.status == PENDING:
         waiting = f"{len(approval.approvers)} of {approval.required} approvals"
         return f"{head}; {waiting}, waiting for another approver"

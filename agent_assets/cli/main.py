@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-import getpass
+import datetime as dt
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from foureyes.resources.errors import FoureyesError
 from foureyes.resources.redaction import scrub
+
+if TYPE_CHECKING:
+    from foureyes.operations.desk import OperatorDesk
 
 FORMATS = click.Choice(["text", "json"])
 PLUGIN_COMMANDS = "foureyes.commands"  # entry points: more commands (the finance desk's `demo`)
@@ -92,6 +97,15 @@ def _location(workspace: str | None, module: str | None, file: str | None, attri
     return load(pointer_from_options(workspace, module, file, attribute, location))
 
 
+@contextmanager
+def _desk(**where: str | None) -> Iterator[OperatorDesk]:
+    """The location's desk, as the caller the environment authenticates ($FOUREYES_TOKEN, else the OS user)."""
+    from foureyes.operations.desk import CLI, open_desk
+
+    with open_desk(_location(**where), None, CLI) as desk:
+        yield desk
+
+
 @click.group(cls=_FoureyesCommands, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """foureyes: supervised AI agents in Dagster pipelines.
@@ -135,52 +149,24 @@ def trace(
     **where: str | None,
 ) -> None:
     """Walk from an output partition back to the input partitions, versions, checks and Dagster runs that made it."""
-    from foureyes.cli.decisions import decision_record, format_decision
+    from foureyes.cli.decisions import format_decision
     from foureyes.cli.trace import format_dot, format_downstream, format_mermaid, format_text
-    from foureyes.observe import lineage_trace as tracing
 
     if sum(x is not None and x is not False for x in (asset, dataset, proposal)) != 1:
         raise click.UsageError("give one of: ASSET (with --partition), --dataset NAMESPACE NAME, --proposal ID")
-    location = _location(**where)
-    records = location.records()
-    with location.control_plane() as control, location.warehouse() as warehouse:
-        if downstream:
-            if asset is None:
-                raise click.UsageError("--downstream needs an ASSET (and --partition)")
-            impacts = tracing.downstream(control, asset, partition, records=records, warehouse=warehouse, depth=depth)
-            click.echo(
-                json.dumps([i.__dict__ for i in impacts], indent=2)
-                if fmt == "json"
-                else format_downstream(asset, partition, impacts)
-            )
-            return
-        if dataset is not None:
-            namespace, name = dataset
-            result = tracing.trace_dataset(
-                control.lineage_store, namespace, name, partition or tracing.UNPARTITIONED, records=records, depth=depth
-            )
-        else:
-            version = None
-            if proposal is not None:
-                decision = control.decision_log.latest_for_proposal(proposal)
-                asset, partition, version = (
-                    f"{decision.agent}_proposals",
-                    decision.partition,
-                    decision.proposals_version,
-                )
-                if fmt == "text":
-                    record = decision_record(control, decision)
-                    click.echo(
-                        format_decision(record)
-                        if record is not None
-                        else f"proposal {decision.proposal_id}: {decision.action} -> {decision.verdict} "
-                        f"({decision.tier or '-'}; {decision.rationale})"
-                    )
-            result = tracing.trace(
-                control, asset, partition, records=records, warehouse=warehouse, depth=depth, version=version
-            )
-    renderers = {"text": format_text, "dot": format_dot, "mermaid": format_mermaid}
-    click.echo(json.dumps(result.to_json(), indent=2) if fmt == "json" else renderers[fmt](result))
+    if downstream and asset is None:
+        raise click.UsageError("--downstream needs an ASSET (and --partition)")
+    with _desk(**where) as desk:
+        answer = desk.trace(asset, partition, proposal=proposal, dataset=dataset, downstream=downstream, depth=depth)
+    if fmt == "json":
+        click.echo(json.dumps(answer.to_json(), indent=2))
+    elif answer.result is None:
+        click.echo(format_downstream(asset, partition, answer.impacts))
+    else:
+        if fmt == "text" and proposal is not None:
+            click.echo(format_decision(answer.decision) if answer.decision is not None else answer.decision_line)
+        renderers = {"text": format_text, "dot": format_dot, "mermaid": format_mermaid}
+        click.echo(renderers[fmt](answer.result))
 
 
 @main.command()
@@ -197,12 +183,10 @@ def decisions(agent: str, partition: str, verdict: str | None, fmt: str, **where
     Exits with status 2 when the partition's latest supervision failed, or when newer proposals
     were never supervised.
     """
-    from foureyes.cli.decisions import decision_report, format_report
+    from foureyes.cli.decisions import format_report
 
-    location = _location(**where)
-    location.require_agent(agent)
-    with location.control_plane() as control:
-        report = decision_report(control, agent, partition, verdict)
+    with _desk(**where) as desk:
+        report = desk.decisions(agent, partition, verdict)
     click.echo(json.dumps(report.to_json(), indent=2) if fmt == "json" else format_report(report))
     if report.needs_attention:
         sys.exit(2)
@@ -217,11 +201,10 @@ def status(fmt: str, **where: str | None) -> None:
     Lists every agent the code location declares, also those that never ran. Exits with status 2
     when an agent is STUCK or its latest supervision FAILED, so a cron job or monitor can page on it.
     """
-    from foureyes.cli.status import format_status, status_report
+    from foureyes.cli.status import format_status
 
-    location = _location(**where)
-    with location.control_plane() as control:
-        report = status_report(control, list(location.agents))
+    with _desk(**where) as desk:
+        report = desk.status()
     click.echo(json.dumps(report.to_json(), indent=2) if fmt == "json" else format_status(report))
     if report.needs_attention:
         sys.exit(2)
@@ -236,7 +219,7 @@ def approvals() -> None:
 @click.option("--agent", default=None, help="Only this agent's approvals.")
 @click.option(
     "--status",
-    type=click.Choice(["pending", "approved", "rejected", "expired", "all"]),
+    type=click.Choice(["pending", "approved", "rejected", "expired", "superseded", "all"]),
     default="pending",
     show_default=True,
 )
@@ -246,48 +229,39 @@ def approvals_list(agent: str | None, status: str, fmt: str, **where: str | None
     """List the code location's approvals (pending ones by default), oldest first."""
     from foureyes.cli.approvals import format_approvals
 
-    location = _location(**where)
-    if agent is not None:
-        location.require_agent(agent)
-    with location.control_plane() as control:
-        book = control.approvals
-        book.expire_overdue()
-        found = [
-            a for a in book.find(status=None if status == "all" else status, agent=agent) if a.agent in location.agents
-        ]
+    with _desk(**where) as desk:
+        found = desk.approvals(None if status == "all" else status, agent)
     click.echo(json.dumps([a.to_json() for a in found], indent=2) if fmt == "json" else format_approvals(found))
 
 
 def _decide(decision: str):
     @click.argument("approval_id")
+    @click.option("--reason", required=True, help="Why: kept with the vote and in the audit trail.")
     @click.option(
-        "--by",
-        "by",
-        required=True,
-        help="Who decides: a person, never the proposer or an agent; compared ignoring case, spacing and "
-        "Unicode form. The operating-system user is recorded with the vote.",
+        "--digest",
+        default=None,
+        help="The arguments digest you reviewed (`approvals list` shows it): the vote is refused if it differs.",
     )
-    @click.option("--reason", required=True, help="Why: kept in the decision log.")
     @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
     @location_options
-    def command(approval_id: str, by: str, reason: str, fmt: str, **where: str | None) -> None:
+    def command(approval_id: str, reason: str, digest: str | None, fmt: str, **where: str | None) -> None:
         from foureyes.cli.approvals import format_decision
 
-        location = _location(**where)
-        with location.control_plane() as control:
-            approval = control.approvals.decide(
-                approval_id, by=by, decision=decision, reason=reason, os_user=getpass.getuser()
-            )
-            queued = control.outbox.lookup(approval.idempotency_key)
-        click.echo(json.dumps(approval.to_json(), indent=2) if fmt == "json" else format_decision(approval, queued))
+        with _desk(**where) as desk:
+            ballot, queued = desk.decide(approval_id, decision, reason, digest)
+        click.echo(json.dumps(ballot.to_json(), indent=2) if fmt == "json" else format_decision(ballot, queued))
 
     return command
 
 
+_AS_WHO = (
+    " The vote is cast by the authenticated caller: the principal bound to your operating-system account, "
+    "or the one whose token is in $FOUREYES_TOKEN."
+)
 approvals.command(
-    "approve", help="Approve a pending proposal (one vote; two distinct ones above the four-eyes limit)."
+    "approve", help="Approve a pending proposal (one vote; two distinct ones above the four-eyes limit)." + _AS_WHO
 )(_decide("approve"))
-approvals.command("reject", help="Reject a pending proposal: one rejection is final.")(_decide("reject"))
+approvals.command("reject", help="Reject a pending proposal: one rejection is final." + _AS_WHO)(_decide("reject"))
 
 
 @main.group()
@@ -309,15 +283,8 @@ def outbox_list(agent: str | None, status: str, fmt: str, **where: str | None) -
     """List the code location's outbox entries (queued ones by default), oldest first."""
     from foureyes.cli.outbox import format_entries
 
-    location = _location(**where)
-    if agent is not None:
-        location.require_agent(agent)
-    with location.control_plane() as control:
-        found = [
-            e
-            for e in control.outbox.find(status=None if status == "all" else status, agent=agent)
-            if e.agent in location.agents
-        ]
+    with _desk(**where) as desk:
+        found = desk.outbox(None if status == "all" else status, agent)
     click.echo(json.dumps([e.to_json() for e in found], indent=2) if fmt == "json" else format_entries(found))
 
 
@@ -330,12 +297,179 @@ def outbox_list(agent: str | None, status: str, fmt: str, **where: str | None) -
 @location_options
 def outbox_retry(keys: tuple[str, ...], retry_all: bool, fmt: str, **where: str | None) -> None:
     """Deliver queued (or failed) actions now, through the code location's targets."""
-    from foureyes.cli.outbox import format_deliveries, retry_deliveries
+    from foureyes.cli.outbox import format_deliveries
 
     if not keys and not retry_all:
         raise click.UsageError("give idempotency keys (or unique prefixes of them), or --all")
-    results = retry_deliveries(_location(**where), list(keys) if keys else None)
+    with _desk(**where) as desk:
+        results = desk.retry(list(keys) if keys else None)
     click.echo(json.dumps(results, indent=2) if fmt == "json" else format_deliveries(results))
+
+
+@main.group()
+def principals() -> None:
+    """Who may read, approve and operate: principals, their scopes (read, approve, operate) and tokens.
+
+    Whoever holds the control plane's credentials configures principals; every change is in the audit trail.
+    """
+
+
+SCOPE_OPTION = click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    type=click.Choice(["read", "approve", "operate"]),
+    help="A scope to hold (repeat for several): read, approve (people only), operate.",
+)
+
+
+@principals.command("add")
+@click.argument("name")
+@SCOPE_OPTION
+@click.option("--os-user", default=None, help="The operating-system account that is this principal on the CLI.")
+@click.option("--token/--no-token", default=True, show_default=True, help="Issue a bearer token now.")
+@click.option("--expires-in-days", type=click.IntRange(min=1), default=None, help="The token's lifetime.")
+@location_options
+def principals_add(
+    name: str,
+    scopes: tuple[str, ...],
+    os_user: str | None,
+    token: bool,
+    expires_in_days: int | None,
+    **where: str | None,
+) -> None:
+    """Configure a principal: a person, or an agent named agent:NAME (agents never hold approve)."""
+    with _desk(**where) as desk:
+        added = desk.add_principal(name, list(scopes), os_user)
+        issued = desk.issue_token(added.name, _expiry(expires_in_days)) if token else None
+    bound = f", operating-system account {added.os_user}" if added.os_user else ""
+    click.echo(f"added {added.kind} {added.name} with {', '.join(added.scopes)}{bound}")
+    if issued is not None:
+        _show_token(issued)
+
+
+@principals.command("token")
+@click.argument("name")
+@click.option("--expires-in-days", type=click.IntRange(min=1), default=None, help="The token's lifetime.")
+@location_options
+def principals_token(name: str, expires_in_days: int | None, **where: str | None) -> None:
+    """Issue another bearer token for a principal (shown once)."""
+    with _desk(**where) as desk:
+        _show_token(desk.issue_token(name, _expiry(expires_in_days)))
+
+
+@principals.command("revoke")
+@click.argument("token_id")
+@location_options
+def principals_revoke(token_id: str, **where: str | None) -> None:
+    """Revoke one token by its id (`principals list` shows the ids)."""
+    with _desk(**where) as desk:
+        revoked = desk.revoke_token(token_id)
+    click.echo(f"revoked token {revoked.token_id}")
+
+
+@principals.command("grant")
+@click.argument("name")
+@SCOPE_OPTION
+@location_options
+def principals_grant(name: str, scopes: tuple[str, ...], **where: str | None) -> None:
+    """Replace a principal's scopes."""
+    with _desk(**where) as desk:
+        granted = desk.grant(name, list(scopes))
+    click.echo(f"{granted.name} now holds {', '.join(granted.scopes)}")
+
+
+@principals.command("disable")
+@click.argument("name")
+@location_options
+def principals_disable(name: str, **where: str | None) -> None:
+    """Disable a principal: its tokens stop working, its votes stay on record."""
+    with _desk(**where) as desk:
+        disabled = desk.disable_principal(name)
+    click.echo(f"disabled {disabled.name}")
+
+
+@principals.command("list")
+@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
+@location_options
+def principals_list(fmt: str, **where: str | None) -> None:
+    """The configured principals, their scopes, accounts and token ids (never the tokens)."""
+    from foureyes.cli.principals import format_principals
+
+    with _desk(**where) as desk:
+        found = desk.list_principals()
+    click.echo(json.dumps([p.to_json() for p in found], indent=2) if fmt == "json" else format_principals(found))
+
+
+def _expiry(days: int | None) -> dt.datetime | None:
+    return dt.datetime.now(dt.UTC) + dt.timedelta(days=days) if days else None
+
+
+def _show_token(issued) -> None:
+    until = f", expires {issued.expires_at:%Y-%m-%d %H:%M}Z" if issued.expires_at else ""
+    click.echo(f"token {issued.token_id} for {issued.principal}{until} (shown once, stored only as a hash):")
+    click.echo(issued.token)
+
+
+@main.command()
+@click.option("--principal", default=None, help="Only this principal's calls.")
+@click.option("--tool", default=None, help="Only this tool (approve, reject, decisions, outbox_retry...).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the newest N entries.")
+@click.option("--verify", is_flag=True, help="Check the hash chain: exit 2 if an entry was edited or removed.")
+@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
+@location_options
+def audit(
+    principal: str | None, tool: str | None, limit: int | None, verify: bool, fmt: str, **where: str | None
+) -> None:
+    """Every call that read decisions or changed state: who (and how authenticated), what, outcome, when."""
+    from foureyes.cli.principals import format_audit
+
+    with _desk(**where) as desk:
+        entries = desk.audit_trail(principal, tool, limit)
+        problems = desk.control.audit.verify() if verify else []
+    if fmt == "json":
+        click.echo(json.dumps({"entries": [e.to_json() for e in entries], "problems": problems}, indent=2))
+    else:
+        click.echo(format_audit(entries))
+        if verify:
+            click.echo("\n".join(problems) if problems else "the chain holds: no entry was edited or removed")
+    if problems:
+        sys.exit(2)
+
+
+@main.command()
+@click.option("--transport", type=click.Choice(["stdio", "http"]), default="stdio", show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="HTTP: where to listen (loopback by default).")
+@click.option("--port", default=8766, show_default=True, type=click.IntRange(0, 65535), help="HTTP: 0 picks one.")
+@click.option(
+    "--issuer-url", default=None, help="HTTP: the authorization server to publish (default: this server's origin)."
+)
+@location_options
+def mcp(transport: str, host: str, port: int, issuer_url: str | None, **where: str | None) -> None:
+    """Serve the operator tools to MCP clients (assistants): status, decisions, traces, approvals, the outbox.
+
+    Over stdio the caller is $FOUREYES_TOKEN's principal, else the operating-system user. Over
+    HTTP every request needs a bearer token (`foureyes principals add`); tools check their scope.
+    """
+    from foureyes.adapters.extras import require
+
+    require("mcp.server.mcpserver", "mcp", "foureyes mcp")
+    from foureyes.mcp_server.server import is_loopback, serve_http, serve_stdio
+
+    location = _location(**where)
+    with location.control_plane() as control:
+        if transport == "stdio":
+            serve_stdio(location, control)
+            return
+        if not is_loopback(host):
+            click.echo(f"warning: serving on {host}, beyond loopback: put TLS in front of it", err=True)
+
+        def ready(url: str) -> None:
+            click.echo(f"serving MCP on {url} (bearer tokens required; Ctrl-C stops)", err=True)
+
+        with suppress(KeyboardInterrupt):
+            serve_http(location, control, host, port, issuer_url, ready)
 
 
 @main.group()

@@ -1,11 +1,22 @@
 """Human approvals: the four-eyes record of who approved what, when and why.
 
 A proposal the approval policy catches is *pending*: it executes only after enough distinct
-approvers (one, or two above the four-eyes limit) said yes — none of them its proposer and
-no agent, however spelled (``foureyes.resources.control_plane.principals``) — and before its deadline. One "no"
-rejects it. An approval nobody decides in time expires to the safe default, rejected, and
-the expiry is recorded like any other decision (by ``system``). Every vote is kept,
-append-only, with its author, the operating-system account that cast it, its time and reason.
+approvers (one, or two above the four-eyes limit) said yes — each an authenticated principal
+holding the ``approve`` scope, none of them its proposer and no agent, however spelled
+(``principals``, ``principal_book``) — and before its deadline. One "no" rejects it.
+
+An approval is bound to what was approved: the proposal id, its proposals version and the
+digest of the action's arguments (action, target, proposal, rationale). A vote on a version
+the agent has since superseded is refused as stale, and the approval is settled
+``superseded``; a vote whose reviewer saw other arguments (``expected_digest``), or on a row
+whose arguments no longer match their digest, is refused. An approval nobody decides in time
+expires to the safe default, rejected, recorded like any other decision (by ``system``).
+
+Every decision is a compare-and-swap on the approval's revision, inside a transaction that
+holds the row: two approvers racing are counted one after the other, a vote sent twice is
+counted once (the second is answered as a duplicate), and a granted approval queues its
+action once. Every vote is kept, append-only, with its principal, how it was authenticated,
+the operating-system account, the version and digest it approved, its time and reason.
 """
 
 from __future__ import annotations
@@ -17,14 +28,33 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from foureyes.resources.control_plane.audit import digest
 from foureyes.resources.control_plane.outbox import Outbox, OutboxEntry
+from foureyes.resources.control_plane.principal_book import APPROVE as APPROVE_SCOPE
+from foureyes.resources.control_plane.principal_book import Principal, PrincipalBook
 from foureyes.resources.control_plane.principals import SYSTEM, ApprovalError, check_voter, identity_key, principal
 from foureyes.resources.control_plane.receipts import idempotency_key
-from foureyes.resources.control_plane.schema import approval_votes, approvals
+from foureyes.resources.control_plane.schema import approval_votes, approvals, supervisions
 from foureyes.resources.engine import as_utc, write_transaction
 
-PENDING, APPROVED, REJECTED, EXPIRED = "pending", "approved", "rejected", "expired"
+PENDING, APPROVED, REJECTED, EXPIRED, SUPERSEDED = "pending", "approved", "rejected", "expired", "superseded"
+STATUSES = (PENDING, APPROVED, REJECTED, EXPIRED, SUPERSEDED)
 APPROVE, REJECT = "approve", "reject"
+_CAS_TRIES = 5
+MIN_DIGEST = 8  # the shortest digest prefix a reviewer may quote
+
+
+class StaleApprovalError(ApprovalError):
+    """A vote on a proposals version the agent has since replaced."""
+
+
+class _LostRaceError(Exception):
+    """The approval's revision moved between reading and writing: read it again."""
+
+
+def arguments_digest(action: str, target: str, payload: dict | None) -> str:
+    """What an approver approves, as one digest: the action, where it goes, and its arguments."""
+    return digest({"action": action, "target": target, "payload": payload or {}})
 
 
 def approval_id(agent: str, partition: str, proposal_id: str, proposals_version: str) -> str:
@@ -52,6 +82,10 @@ class ApprovalRequest:
     def approval_id(self) -> str:
         return approval_id(self.agent, self.partition, self.proposal_id, self.proposals_version)
 
+    @property
+    def stored_payload(self) -> dict:
+        return {"proposal": self.payload or {}, "rationale": self.rationale}
+
 
 @dataclass(frozen=True)
 class Vote:
@@ -60,6 +94,9 @@ class Vote:
     reason: str
     voted_at: dt.datetime
     os_user: str | None = None
+    authenticated_by: str | None = None
+    proposals_version: str | None = None
+    arguments_digest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +116,11 @@ class Approval:
     decided_at: dt.datetime | None
     votes: tuple[Vote, ...] = ()
     action: str = ""
+    target: str = ""
+    proposal: dict | None = None
+    rationale: str = ""
+    arguments_digest: str = ""
+    revision: int = 0
 
     @property
     def approvers(self) -> list[str]:
@@ -95,7 +137,13 @@ class Approval:
             "agent": self.agent,
             "partition": self.partition,
             "proposal_id": self.proposal_id,
+            "proposals_version": self.proposals_version,
             "summary": self.summary,
+            "action": self.action,
+            "target": self.target,
+            "proposal": self.proposal or {},
+            "rationale": self.rationale,
+            "arguments_digest": self.arguments_digest,
             "policy": self.policy,
             "status": self.status,
             "required": self.required,
@@ -107,7 +155,10 @@ class Approval:
             "votes": [
                 {
                     "by": v.approver,
+                    "authenticated_by": v.authenticated_by,
                     "os_user": v.os_user,
+                    "proposals_version": v.proposals_version,
+                    "arguments_digest": v.arguments_digest,
                     "decision": v.decision,
                     "reason": v.reason,
                     "at": v.voted_at.isoformat(),
@@ -149,7 +200,9 @@ class ApprovalBook:
                         "summary": r.summary,
                         "action": r.action,
                         "target": r.target,
-                        "payload": {"proposal": r.payload or {}, "rationale": r.rationale},
+                        "payload": r.stored_payload,
+                        "arguments_digest": arguments_digest(r.action, r.target, r.stored_payload),
+                        "revision": 0,
                         "status": PENDING,
                         "requested_at": now,
                         "expires_at": r.expires_at,
@@ -164,75 +217,134 @@ class ApprovalBook:
         self,
         approval: str,
         *,
-        by: str,
+        by: Principal,
         decision: str,
         reason: str,
-        os_user: str | None = None,
+        expected_digest: str | None = None,
         now: dt.datetime | None = None,
-    ) -> Approval:
-        """Record one approver's vote and settle the approval when it is decided.
+    ) -> Ballot:
+        """Record one authenticated principal's vote and settle the approval when it is decided.
 
-        ``by`` is compared as a normalised principal (``foureyes.resources.control_plane.principals``); ``os_user``
-        is the operating-system account that cast the vote, kept with it for the audit.
+        ``by`` comes from ``PrincipalBook`` (a token or the operating-system account); the store
+        checks again, inside the transaction, that the principal is configured, enabled, a person
+        and holds ``approve``. ``expected_digest`` (the whole digest, or at least 8 characters of
+        it) is what the approver reviewed: a vote on other arguments is refused.
         """
         if decision not in (APPROVE, REJECT):
             raise ApprovalError(f"decision {decision!r} is not one of 'approve', 'reject'")
         if not reason.strip():
             raise ApprovalError("a reason is required for every approval decision")
+        if expected_digest is not None and len(expected_digest.strip()) < MIN_DIGEST:
+            raise ApprovalError(f"give at least {MIN_DIGEST} characters of the arguments digest")
         now = now or dt.datetime.now(dt.UTC)
+        for _ in range(_CAS_TRIES):
+            try:
+                return self._decide_once(approval, by, decision, reason, expected_digest, now)
+            except _LostRaceError:
+                continue
+        raise ApprovalError(f"approval {approval} kept changing while voting: try again")
+
+    def _decide_once(
+        self, approval: str, by: Principal, decision: str, reason: str, expected: str | None, now: dt.datetime
+    ) -> Ballot:
         with write_transaction(self._engine) as conn:
             found = self._locked(conn, approval)
+            voter = self._voter(conn, found, by)
+            if expected is not None and not found.arguments_digest.startswith(expected.strip().lower()):
+                raise ApprovalError(
+                    f"approval {found.approval_id}: you reviewed arguments {expected.strip()[:12]}, the approval is "
+                    f"for {found.arguments_digest[:12]}; nothing was recorded"
+                )
+            cast = [v for v in found.votes if identity_key(v.approver) == identity_key(voter)]
+            if cast:  # the same vote sent again counts once; a change of mind is refused
+                if cast[0].decision == decision:
+                    return Ballot(found, cast[0], counted=False)
+                raise ApprovalError(f"{voter} already voted {cast[0].decision} on approval {found.approval_id}")
             if found.status != PENDING:  # settled, so decided_at is set (``_settle`` sets both)
                 decided = f"{found.decided_at:%Y-%m-%d %H:%M}Z"
+                if found.status == SUPERSEDED:
+                    raise StaleApprovalError(
+                        f"approval {found.approval_id} is stale: its proposals version "
+                        f"{found.proposals_version[:12]} was superseded (at {decided}); nothing was approved"
+                    )
                 raise ApprovalError(f"approval {found.approval_id} is already {found.status} (decided {decided})")
-            voter = check_voter(by, proposer=found.proposer, agents={found.agent, *self._agents(conn)})
-            expired = now >= found.expires_at
-            if expired:  # recorded, then refused below once the transaction has committed
-                self._expire(conn, found, now)
-            else:
-                self._vote(conn, found, by=voter, decision=decision, reason=reason, os_user=os_user, now=now)
-                return self._load(conn, found.approval_id)
-        raise ApprovalError(
-            f"approval {found.approval_id} expired at {found.expires_at:%Y-%m-%d %H:%M}Z: rejected by default"
-        )
+            refusal = self._binding_refusal(conn, found, now)
+            if refusal is None:
+                vote = self._vote(conn, found, by=by, voter=voter, decision=decision, reason=reason, now=now)
+                return Ballot(self._load(conn, found.approval_id), vote, counted=True)
+        raise refusal  # the expiry or supersession is recorded: refused once the transaction has committed
+
+    def _voter(self, conn: sa.Connection, found: Approval, by: Principal) -> str:
+        current = PrincipalBook(self._engine).current(conn, by)
+        if current is None:
+            raise ApprovalError(f"{by.name} is not a configured principal (or it is disabled): it cannot vote")
+        if current.is_agent:
+            raise ApprovalError(f"{current.name} is an agent principal: agents never approve or reject")
+        if not current.allows(APPROVE_SCOPE):
+            raise ApprovalError(f"{current.name} does not hold the 'approve' scope: it cannot vote")
+        return check_voter(current.name, proposer=found.proposer, agents={found.agent, *self._agents(conn)})
+
+    def _binding_refusal(self, conn: sa.Connection, found: Approval, now: dt.datetime) -> ApprovalError | None:
+        """Why this approval may not take a vote now (settling it if it is over), or None."""
+        if now >= found.expires_at:
+            self._expire(conn, found, now)
+            return ApprovalError(
+                f"approval {found.approval_id} expired at {found.expires_at:%Y-%m-%d %H:%M}Z: rejected by default"
+            )
+        current = _current_version(conn, found.agent, found.partition)
+        if current is not None and current != found.proposals_version:
+            self._supersede(conn, found, current, now)
+            return StaleApprovalError(
+                f"approval {found.approval_id} is stale: it is for proposals version {found.proposals_version[:12]}, "
+                f"which {found.agent} superseded with {current[:12]}; nothing was approved "
+                "(`foureyes approvals list` shows the current ones)"
+            )
+        row = conn.execute(sa.select(approvals).where(approvals.c.approval_id == found.approval_id)).one()
+        if arguments_digest(row.action, row.target, row.payload) != found.arguments_digest:
+            raise ApprovalError(
+                f"approval {found.approval_id}: the stored action no longer matches the digest it was requested "
+                "with; nothing was approved"
+            )
+        return None
 
     def _vote(
         self,
         conn: sa.Connection,
         found: Approval,
         *,
-        by: str,
+        by: Principal,
+        voter: str,
         decision: str,
         reason: str,
-        os_user: str | None,
         now: dt.datetime,
-    ) -> None:
-        if identity_key(by) in {identity_key(v.approver) for v in found.votes}:
-            raise ApprovalError(f"{by} already voted on approval {found.approval_id}; a second approver must differ")
-        conn.execute(
-            approval_votes.insert().values(
-                approval_id=found.approval_id,
-                approver=by,
-                approver_key=identity_key(by),
-                os_user=os_user,
-                decision=decision,
-                reason=reason,
-                voted_at=now,
-            )
+    ) -> Vote:
+        vote = Vote(
+            voter,
+            decision,
+            reason,
+            now,
+            os_user=by.os_user,
+            authenticated_by=by.authenticated_by,
+            proposals_version=found.proposals_version,
+            arguments_digest=found.arguments_digest,
         )
+        conn.execute(approval_votes.insert().values(approval_id=found.approval_id, **_vote_row(vote)))
         if decision == REJECT:
             self._settle(conn, found, REJECTED, now)
         elif len(found.approvers) + 1 >= found.required:
             self._settle(conn, found, APPROVED, now)
-            self._queue_action(conn, found.approval_id)
+            self._queue_action(conn, found)
+        else:
+            self._settle(conn, found, PENDING, None)
+        return vote
 
     def _agents(self, conn: sa.Connection) -> set[str]:
         """Every agent that ever asked this store for an approval: none of them may vote."""
         return set(conn.execute(sa.select(approvals.c.agent).distinct()).scalars())
 
-    def _queue_action(self, conn: sa.Connection, approval: str) -> None:
+    def _queue_action(self, conn: sa.Connection, found: Approval) -> None:
         """A granted approval queues its action in the same transaction (the outbox pattern)."""
-        row = conn.execute(sa.select(approvals).where(approvals.c.approval_id == approval)).one()
+        row = conn.execute(sa.select(approvals).where(approvals.c.approval_id == found.approval_id)).one()
         Outbox(self._engine).enqueue(
             conn,
             [
@@ -250,10 +362,30 @@ class ApprovalBook:
             ],
         )
 
+    def supersede_older(self, conn: sa.Connection, agent: str, partition: str, version: str) -> int:
+        """Settle, inside the caller's transaction, the pending approvals of the versions ``version`` replaces."""
+        older = self._loaded(
+            conn,
+            sa.select(approvals)
+            .where(
+                approvals.c.agent == agent,
+                approvals.c.partition_key == partition,
+                approvals.c.proposals_version != version,
+                approvals.c.status == PENDING,
+            )
+            .with_for_update(),  # a vote holding one commits first; it is then re-read, and skipped if settled
+        )
+        now = dt.datetime.now(dt.UTC)
+        for found in older:
+            self._supersede(conn, found, version, now)
+        return len(older)
+
     def expire_overdue(self, now: dt.datetime | None = None, agent: str | None = None) -> list[Approval]:
         """Expire every pending approval (of ``agent``) past its deadline: rejected by default, recorded."""
         now = now or dt.datetime.now(dt.UTC)
-        overdue_query = sa.select(approvals).where(approvals.c.status == PENDING, approvals.c.expires_at <= now)
+        overdue_query = (
+            sa.select(approvals).where(approvals.c.status == PENDING, approvals.c.expires_at <= now).with_for_update()
+        )
         if agent:
             overdue_query = overdue_query.where(approvals.c.agent == agent)
         with write_transaction(self._engine) as conn:
@@ -305,22 +437,33 @@ class ApprovalBook:
     # -- internals -------------------------------------------------------------------------
 
     def _expire(self, conn: sa.Connection, found: Approval, now: dt.datetime) -> None:
-        conn.execute(
-            approval_votes.insert().values(
-                approval_id=found.approval_id,
-                approver=SYSTEM,
-                approver_key=identity_key(SYSTEM),
-                decision=REJECT,
-                reason=f"expired undecided at {found.expires_at:%Y-%m-%d %H:%M}Z: rejected by default",
-                voted_at=now,
-            )
+        self._system_rejection(
+            conn, found, f"expired undecided at {found.expires_at:%Y-%m-%d %H:%M}Z: rejected by default", now
         )
         self._settle(conn, found, EXPIRED, now)
 
-    def _settle(self, conn: sa.Connection, found: Approval, status: str, now: dt.datetime) -> None:
-        conn.execute(
-            approvals.update().where(approvals.c.approval_id == found.approval_id).values(status=status, decided_at=now)
+    def _supersede(self, conn: sa.Connection, found: Approval, version: str, now: dt.datetime) -> None:
+        reason = f"superseded by proposals version {version[:12]}: the approved arguments are no longer proposed"
+        self._system_rejection(conn, found, reason, now)
+        self._settle(conn, found, SUPERSEDED, now)
+
+    def _system_rejection(self, conn: sa.Connection, found: Approval, reason: str, now: dt.datetime) -> None:
+        vote = Vote(SYSTEM, REJECT, reason, now, None, "foureyes", found.proposals_version, found.arguments_digest)
+        conn.execute(approval_votes.insert().values(approval_id=found.approval_id, **_vote_row(vote)))
+
+    def _settle(self, conn: sa.Connection, found: Approval, status: str, now: dt.datetime | None) -> None:
+        """The compare-and-swap: only the revision that was read may move on, and only while pending."""
+        moved = conn.execute(
+            approvals.update()
+            .where(
+                approvals.c.approval_id == found.approval_id,
+                approvals.c.revision == found.revision,
+                approvals.c.status == PENDING,
+            )
+            .values(status=status, decided_at=now, revision=found.revision + 1)
         )
+        if moved.rowcount != 1:
+            raise _LostRaceError()
 
     def _locked(self, conn: sa.Connection, approval: str) -> Approval:
         resolved = self._resolve(conn, approval)
@@ -361,7 +504,18 @@ class ApprovalBook:
                 .where(approval_votes.c.approval_id.in_(list(votes)))
                 .order_by(approval_votes.c.id)
             ):
-                votes[v.approval_id].append(Vote(v.approver, v.decision, v.reason, as_utc(v.voted_at), v.os_user))
+                votes[v.approval_id].append(
+                    Vote(
+                        v.approver,
+                        v.decision,
+                        v.reason,
+                        as_utc(v.voted_at),
+                        v.os_user,
+                        v.authenticated_by,
+                        v.proposals_version,
+                        v.arguments_digest,
+                    )
+                )
         return [
             Approval(
                 approval_id=row.approval_id,
@@ -379,9 +533,50 @@ class ApprovalBook:
                 decided_at=as_utc(row.decided_at),
                 votes=tuple(votes[row.approval_id]),
                 action=row.action,
+                target=row.target,
+                proposal=row.payload.get("proposal", {}),
+                rationale=row.payload.get("rationale", ""),
+                arguments_digest=row.arguments_digest or "",
+                revision=row.revision,
             )
             for row in rows
         ]
+
+
+@dataclass(frozen=True)
+class Ballot:
+    """What one vote did: the approval after it, the vote on record, and whether this call counted it."""
+
+    approval: Approval
+    vote: Vote
+    counted: bool
+
+    def to_json(self) -> dict[str, object]:
+        return {**self.approval.to_json(), "counted": self.counted, "by": self.vote.approver}
+
+
+def _current_version(conn: sa.Connection, agent: str, partition: str) -> str | None:
+    """The proposals version of the agent partition's latest supervision (None: never supervised)."""
+    return conn.execute(
+        sa.select(supervisions.c.proposals_version)
+        .where(supervisions.c.agent == agent, supervisions.c.partition_key == partition)
+        .order_by(supervisions.c.supervised_at.desc())
+        .limit(1)
+    ).scalar()
+
+
+def _vote_row(vote: Vote) -> dict[str, object]:
+    return {
+        "approver": vote.approver,
+        "approver_key": identity_key(vote.approver),
+        "os_user": vote.os_user,
+        "authenticated_by": vote.authenticated_by,
+        "proposals_version": vote.proposals_version,
+        "arguments_digest": vote.arguments_digest,
+        "decision": vote.decision,
+        "reason": vote.reason,
+        "voted_at": vote.voted_at,
+    }
 
 
 def _by_ids(ids: list[str]) -> sa.Select:

@@ -111,9 +111,11 @@ class DecisionLog:
         rows = [_to_row(d) for d in batch]
         with write_transaction(self._engine) as conn:
             insert_rows(conn, decisions, rows)
+            book = ApprovalBook(self._engine)
             if supervision is not None:
                 conn.execute(supervisions.insert().values(**_supervision_row(supervision)))
-            ApprovalBook(self._engine).request(conn, approvals)
+                book.supersede_older(conn, supervision.agent, supervision.partition, supervision.proposals_version)
+            book.request(conn, approvals)
             Outbox(self._engine).enqueue(conn, actions)
         return len(rows)
 

@@ -13,13 +13,16 @@ import dagster as dg
 import sqlalchemy as sa
 from pydantic import Field
 
+from foureyes.resources.control_plane import migration
 from foureyes.resources.control_plane import schema as control_schema
 from foureyes.resources.control_plane.agent_runs import AgentRunLog
 from foureyes.resources.control_plane.agent_state import AgentStateBook
 from foureyes.resources.control_plane.alerts import AlertBook
 from foureyes.resources.control_plane.approvals import ApprovalBook
+from foureyes.resources.control_plane.audit import AuditTrail
 from foureyes.resources.control_plane.decisions import DecisionLog
 from foureyes.resources.control_plane.outbox import Outbox
+from foureyes.resources.control_plane.principal_book import PrincipalBook
 from foureyes.resources.control_plane.receipts import ReceiptBook
 from foureyes.resources.control_plane.tool_calls import ToolCallLog
 from foureyes.resources.engine import engine_for, is_postgres, reaching, write_transaction
@@ -51,6 +54,11 @@ def _create_schema(engine: sa.Engine) -> None:
         found = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
         if found is None:
             conn.execute(meta.insert().values(key="schema_version", value=control_schema.SCHEMA_VERSION))
+        elif found == migration.MIGRATES_FROM:
+            migration.migrate(conn)
+            conn.execute(
+                meta.update().where(meta.c.key == "schema_version").values(value=control_schema.SCHEMA_VERSION)
+            )
         elif found != control_schema.SCHEMA_VERSION:
             raise ControlPlaneError(
                 f"control-plane store {redact_url(engine.url.render_as_string(hide_password=False))} has schema "
@@ -107,6 +115,14 @@ class ControlPlaneResource(dg.ConfigurableResource):
     @property
     def approvals(self) -> ApprovalBook:
         return ApprovalBook(self.engine)
+
+    @property
+    def principals(self) -> PrincipalBook:
+        return PrincipalBook(self.engine)
+
+    @property
+    def audit(self) -> AuditTrail:
+        return AuditTrail(self.engine)
 
     @property
     def outbox(self) -> Outbox:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = "4"
+SCHEMA_VERSION = "5"
 
 metadata = sa.MetaData()
 
@@ -144,6 +144,8 @@ approvals = sa.Table(
     sa.Column("expires_at", _TS, nullable=False),
     sa.Column("decided_at", _TS),
     sa.Column("run_id", sa.String(64)),
+    sa.Column("arguments_digest", sa.String(64)),
+    sa.Column("revision", sa.Integer, nullable=False, server_default="0"),
     sa.Index("ix_approvals_status", "status", "expires_at"),
     sa.Index("ix_approvals_batch", "agent", "partition_key", "proposals_version"),
     sa.Index("ix_approvals_decided", "decided_at"),
@@ -157,6 +159,9 @@ approval_votes = sa.Table(
     sa.Column("approver", sa.String(200), nullable=False),
     sa.Column("approver_key", sa.String(200), nullable=False),
     sa.Column("os_user", sa.String(200)),
+    sa.Column("authenticated_by", sa.String(200)),
+    sa.Column("proposals_version", sa.String(64)),
+    sa.Column("arguments_digest", sa.String(64)),
     sa.Column("decision", sa.String(16), nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("voted_at", _TS, nullable=False),
@@ -264,4 +269,51 @@ alerts = sa.Table(
     sa.Column("message", sa.Text, nullable=False),
     sa.Column("raised_at", _TS, nullable=False),
     sa.Index("ix_alerts_raised", "raised_at"),
+)
+
+principals = sa.Table(
+    "principals",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("principal_key", sa.String(200), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("scopes", sa.JSON, nullable=False),
+    sa.Column("os_user", sa.String(200)),
+    sa.Column("created_at", _TS, nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("disabled_at", _TS),
+    sa.UniqueConstraint("principal_key", name="uq_principals_key"),
+    sa.UniqueConstraint("os_user", name="uq_principals_os_user"),
+)
+
+principal_tokens = sa.Table(
+    "principal_tokens",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("token_id", sa.String(16), nullable=False),
+    sa.Column("principal", sa.String(200), sa.ForeignKey("principals.name"), nullable=False),
+    sa.Column("created_at", _TS, nullable=False),
+    sa.Column("expires_at", _TS),
+    sa.Column("revoked_at", _TS),
+    sa.UniqueConstraint("token_id", name="uq_principal_tokens_id"),
+    sa.Index("ix_principal_tokens_principal", "principal"),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("at", _TS, nullable=False),
+    sa.Column("principal", sa.String(200), nullable=False),
+    sa.Column("authenticated_by", sa.String(200), nullable=False),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("tool", sa.String(64), nullable=False),
+    sa.Column("arguments", sa.JSON, nullable=False),
+    sa.Column("arguments_digest", sa.String(64), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("previous_hash", sa.String(64), nullable=False),
+    sa.Column("entry_hash", sa.String(64), nullable=False),
+    sa.Index("ix_audit_log_at", "at"),
+    sa.Index("ix_audit_log_principal", "principal", "at"),
 )

@@ -9,6 +9,7 @@ for an approval recorded in foureyes, and only then be executed, once, by the ex
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import subprocess
@@ -37,7 +38,7 @@ from foureyes.resources.resource_keys import MODELS
 from foureyes.resources.settings import sqlite_url
 from foureyes.resources.targets.base import booked_actions
 from foureyes.standin_model import MALFORMED_JSON, STALL, UNKNOWN_TOOL, StandinModelServer
-from tests.helpers import cli
+from tests.helpers import cli, cli_principal
 from tests.integration.toy_desk import APPROVAL, Trades, desk, limits, resources, restricted, signals
 
 RAN: list[str] = []
@@ -378,9 +379,10 @@ def _booked(url: str) -> list[tuple[str, str]]:
     return [(json.loads(r["payload"])["instrument_id"], r["action"]) for r in booked_actions(url, "toy_books")]
 
 
-def _cli(url: str, *args: str) -> subprocess.CompletedProcess:
+def _cli(url: str, *args: str, **settings: str) -> subprocess.CompletedProcess:
     toy = ("-m", "tests.integration.toy_desk", "-a", "location")
-    return cli(*args, *toy, home=Path(url.removeprefix("sqlite:///")).parent, FOUREYES_CONTROL_URL=url)
+    home = Path(url.removeprefix("sqlite:///")).parent
+    return cli(*args, *toy, home=home, FOUREYES_CONTROL_URL=url, **settings)
 
 
 def test_an_interrupted_action_executes_only_after_its_approval_and_once(tmp_path):
@@ -396,7 +398,10 @@ def test_an_interrupted_action_executes_only_after_its_approval_and_once(tmp_pat
 
     listing = _cli(url, "approvals", "list", "--agent", "toy")
     assert listing.returncode == 0 and pending.approval_id[:12] in listing.stdout and "0/1" in listing.stdout
-    done = _cli(url, "approvals", "approve", pending.approval_id[:12], "--by", "alice", "--reason", "signal checked")
+    alice = cli_principal(functools.partial(_cli, url), "alice")
+    done = _cli(
+        url, "approvals", "approve", pending.approval_id[:12], "--reason", "signal checked", FOUREYES_TOKEN=alice
+    )
     assert done.returncode == 0, done.stderr
     assert "approved (alice)" in done.stdout and control.approvals.get(pending.approval_id).status == APPROVED
 

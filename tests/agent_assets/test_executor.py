@@ -42,6 +42,7 @@ from foureyes.resources.control_plane.schema import outbox as outbox_table
 from foureyes.resources.engine import write_transaction
 from foureyes.resources.errors import TargetRefusedError, TargetUnavailableError
 from foureyes.resources.targets.base import Action, ActionTarget, TargetResult
+from tests.helpers import principal_of
 
 AGENT, DAY = "toy", "2026-11-20"
 
@@ -161,7 +162,7 @@ def test_a_pending_proposal_executes_only_once_its_approval_is_granted(control):
     target, answers = _target()
     statuses, executable = _deliver(control, "v1", target)
     assert statuses == {"a": EXECUTED} and executable.awaiting_approval == 1
-    control.approvals.decide(request.approval_id, by="alice", decision="approve", reason="ok")
+    control.approvals.decide(request.approval_id, by=principal_of(control, "alice"), decision="approve", reason="ok")
     statuses, executable = _deliver(control, "v1", target)
     assert statuses == {"a": ALREADY_EXECUTED, "p": EXECUTED} and executable.awaiting_approval == 0
     assert sorted(answers.calls) == ["a", "p"]
@@ -524,8 +525,9 @@ def test_only_pending_approvals_count_as_awaiting_a_human(control):
     executable = executable_decisions(control, AGENT, DAY, "v1")
     assert (executable.decisions, executable.awaiting_approval) == ((), 3)
     assert executable.note == "0 approved action(s), 3 awaiting approval"
-    control.approvals.decide(requests[0].approval_id, by="alice", decision="reject", reason="too big")
-    control.approvals.decide(requests[1].approval_id, by="alice", decision="approve", reason="ok")
+    alice = principal_of(control, "alice")
+    control.approvals.decide(requests[0].approval_id, by=alice, decision="reject", reason="too big")
+    control.approvals.decide(requests[1].approval_id, by=alice, decision="approve", reason="ok")
     executable = executable_decisions(control, AGENT, DAY, "v1")
     assert [d.proposal_id for d in executable.decisions] == ["q"]  # p was rejected, s never asked for
     assert (executable.awaiting_approval, executable.note) == (1, "1 approved action(s), 1 awaiting approval")
@@ -533,7 +535,9 @@ def test_only_pending_approvals_count_as_awaiting_a_human(control):
 
 def test_a_granted_approval_does_not_execute_a_proposal_a_later_supervision_rejected(control):
     _supervise(control, "v1", {"p": PENDING}, approvals=[_request("p")])
-    control.approvals.decide(_request("p").approval_id, by="alice", decision="approve", reason="ok")
+    control.approvals.decide(
+        _request("p").approval_id, by=principal_of(control, "alice"), decision="approve", reason="ok"
+    )
     _supervise(control, "v1", {"p": REJECTED, "q": PENDING}, approvals=[_request("q")])
     executable = executable_decisions(control, AGENT, DAY, "v1")
     assert executable.decisions == () and executable.note == "0 approved action(s), 1 awaiting approval"

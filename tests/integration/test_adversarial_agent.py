@@ -32,7 +32,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from foureyes.resources.control_plane.approvals import APPROVED as GRANTED
-from foureyes.resources.control_plane.principals import ApprovalError, identity_key
+from foureyes.resources.control_plane.principal_book import APPROVE, READ, Principal
+from foureyes.resources.control_plane.principals import ApprovalError, identity_key, principal
 from foureyes.resources.control_plane.resource import ControlPlaneResource
 from foureyes.resources.engine import dispose_all
 from foureyes.resources.targets.base import booked_actions
@@ -106,9 +107,10 @@ def adversarial_proposals(draw) -> pd.DataFrame:
     return frame
 
 
+SPELLINGS = ["alice", "bob", "carol", "Alice", "agent:toy", "toy", "AGENT : TOY"]
 VOTES = st.lists(
     st.tuples(
-        st.sampled_from(["alice", "bob", "carol", "Alice", "agent:toy", "toy", "AGENT : TOY"]),
+        st.sampled_from(SPELLINGS),
         st.sampled_from(["approve", "approve", "approve", "reject"]),
     ),
     min_size=1,
@@ -127,11 +129,14 @@ def test_nothing_an_adversarial_agent_proposes_reaches_the_books_unsupervised():
             defs = desk(propose=lambda ctx: proposals.copy())
             run_desk(url, defs)
             control = ControlPlaneResource(url=url)
+            voters = _voters(control)
             for approval in control.approvals.find(status="pending"):
                 for who, decision in votes:
                     # a refusal (an agent voting, a second vote, already decided) is exactly what must happen
                     with contextlib.suppress(ApprovalError):
-                        control.approvals.decide(approval.approval_id, by=who, decision=decision, reason="hypothesis")
+                        control.approvals.decide(
+                            approval.approval_id, by=voters[who], decision=decision, reason="hypothesis"
+                        )
             run_desk(url, defs, only_executor=True)  # what the approvals sensor would launch
             booked = booked_actions(url, "toy_books")
             outcomes["booked" if booked else "nothing booked"] += 1
@@ -165,6 +170,24 @@ def _judge(booked: list[dict], control: ControlPlaneResource) -> None:
             assert approval.status == GRANTED and approval.decided_at <= _aware(row["booked_at"]), approval
             assert not people & {identity_key("toy"), identity_key("agent:toy")}, approval
             assert len(people) >= (2 if abs(value) > TWO_APPROVERS else 1), approval
+
+
+def _voters(control: ControlPlaneResource) -> dict[str, Principal]:
+    """Each spelling as the principal it authenticates as: people approve, the agent only reads.
+
+    A spelling of a configured name cannot be configured again: it is that principal, with a token of
+    its own. ``toy``, a person named as the agent, may hold ``approve``; its votes are refused.
+    """
+    voters: dict[str, Principal] = {}
+    for spelling in SPELLINGS:
+        name = principal(spelling)
+        known = {identity_key(p.name): p.name for p in control.principals.list()}
+        if identity_key(name) in known:
+            name = known[identity_key(name)]
+        else:
+            control.principals.add(name, [READ] if name.startswith("agent:") else [READ, APPROVE], created_by="test")
+        voters[spelling] = control.principals.authenticate(control.principals.issue_token(name).token)
+    return voters
 
 
 def _folded(text: object) -> object:

@@ -1,5 +1,6 @@
 """Human approval end to end: pending after supervision, decided through the CLI, executed by the sensor."""
 
+import functools
 import subprocess
 import sys
 
@@ -16,13 +17,15 @@ from foureyes.resources.engine import engine_for
 from foureyes.resources.settings import FoureyesSettings
 from foureyes.resources.targets.base import booked_actions
 from tests.conftest import ROOT
-from tests.helpers import environment_without, sensor_tick
+from tests.helpers import cli_principal, environment_without, principal_of, sensor_tick
 
 DAY = "2026-11-18"
 
 
-def _cli(home, *args: str) -> subprocess.CompletedProcess:
+def _cli(home, *args: str, token: str | None = None) -> subprocess.CompletedProcess:
     env = environment_without("FOUREYES_") | {"FOUREYES_HOME": str(home)}
+    if token is not None:
+        env["FOUREYES_TOKEN"] = token
     return subprocess.run(
         [sys.executable, "-m", "foureyes.cli.main", *args],
         env=env,
@@ -68,15 +71,21 @@ def test_four_eyes_approval_through_the_cli_then_the_sensor_executes_it_once(pen
     listing = _cli(home, "approvals", "list", "--agent", "margin_calls")
     assert listing.returncode == 0 and big.approval_id[:12] in listing.stdout and "0/2" in listing.stdout
 
-    first = _cli(home, "approvals", "approve", big.approval_id[:12], "--by", "alice", "--reason", "matches CSA")
-    assert "1 of 2 approvals, waiting for another approver" in first.stdout
+    alice, bob = (cli_principal(functools.partial(_cli, home), name) for name in ("alice", "bob"))
+    unconfigured = _cli(home, "approvals", "approve", big.approval_id[:12], "--reason", "as the OS account")
+    assert unconfigured.returncode == 1 and "needs the 'approve' scope (it has: read)" in unconfigured.stderr
+    first = _cli(home, "approvals", "approve", big.approval_id[:12], "--reason", "matches CSA", token=alice)
+    assert "1 of 2 approvals, waiting for another approver" in first.stdout, first.stderr
     nothing = sensor_tick(defs, instance, "margin_calls_approvals")
     assert nothing.run_requests == []
-    refused = _cli(home, "approvals", "approve", big.approval_id[:12], "--by", "alice", "--reason", "twice")
-    assert refused.returncode == 1 and "a second approver must differ" in refused.stderr
+    again = _cli(home, "approvals", "approve", big.approval_id[:12], "--reason", "twice", token=alice)
+    assert again.returncode == 0 and again.stdout.startswith("already recorded: approved"), again.stdout
+    assert "counted once" in again.stdout and "1 of 2 approvals" in again.stdout
+    refused = _cli(home, "approvals", "reject", big.approval_id[:12], "--reason", "changed my mind", token=alice)
+    assert refused.returncode == 1 and "alice already voted approve on approval" in refused.stderr
 
-    second = _cli(home, "approvals", "approve", big.approval_id[:12], "--by", "bob", "--reason", "agreed")
-    assert "approved (alice, bob)" in second.stdout
+    second = _cli(home, "approvals", "approve", big.approval_id[:12], "--reason", "agreed", token=bob)
+    assert "approved (alice, bob)" in second.stdout, second.stderr
     tick = sensor_tick(defs, instance, "margin_calls_approvals", nothing.cursor)
     assert [(r.partition_key, r.asset_selection) for r in tick.run_requests] == [
         (DAY, [dg.AssetKey("margin_calls_actions")])
@@ -107,7 +116,8 @@ def test_rejected_and_expired_approvals_never_execute(pending_day):
     control = ControlPlaneResource(url=settings.control_url)
     pending = control.approvals.find(status=PENDING, agent="margin_calls")
     to_reject, to_expire = pending[0], pending[1]
-    control.approvals.decide(to_reject.approval_id, by="carol", decision="reject", reason="disputed MTM")
+    carol = principal_of(control, "carol")
+    control.approvals.decide(to_reject.approval_id, by=carol, decision="reject", reason="disputed MTM")
 
     with engine_for(settings.control_url).begin() as conn:  # the clock moves past the deadline
         conn.execute(

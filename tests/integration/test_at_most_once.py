@@ -31,7 +31,7 @@ from foureyes.resources.engine import dispose_all, engine_for
 from foureyes.resources.settings import FoureyesSettings
 from foureyes.resources.targets.http import HttpToolTarget
 from tests.conftest import ROOT
-from tests.helpers import cli, environment_without, home_instance, sensor_tick
+from tests.helpers import cli, cli_principal, environment_without, home_instance, sensor_tick
 from tests.servers import SLOW, UP, ToolServer
 
 DAY = "2026-11-20"
@@ -88,7 +88,9 @@ def test_a_delivery_that_timed_out_is_never_resent_on_its_own(tmp_path):
         assert _execute(defs, instance).success  # and so does a re-run
         server.mode = UP
         home = {"home": tmp_path, "FOUREYES_ORDER_SYSTEM_URL": server.url}
-        assert "left in doubt" in cli("outbox", "retry", "--all", **home).stdout
+        operator = cli_principal(lambda *args: cli(*args, **home), "olga", "read", "operate")
+        operate = {**home, "FOUREYES_TOKEN": operator}
+        assert "left in doubt" in cli("outbox", "retry", "--all", **operate).stdout
         assert sorted(server.orders) == sorted(keys)  # still each once
         listing = cli("outbox", "list", "--status", "in_doubt", **home)
         assert listing.returncode == 0 and listing.stdout.count("in_doubt") == len(keys)
@@ -96,7 +98,7 @@ def test_a_delivery_that_timed_out_is_never_resent_on_its_own(tmp_path):
         alerts = [a for a in json.loads(status.stdout)["alerts"] if a["kind"] == "action_in_doubt"]
         assert len(alerts) == len(keys) and "does not deduplicate" in alerts[0]["message"]
         one = sorted(keys)[0]
-        resent = cli("outbox", "retry", one[:12], **home)  # a person checked the far side: it did not book it
+        resent = cli("outbox", "retry", one[:12], **operate)  # a person checked the far side: it did not book it
         assert resent.returncode == 0 and " executed" in resent.stdout, resent.stdout + resent.stderr
         assert server.orders.count(one) == 2 and control.outbox.get(one).status == DELIVERED
     finally:

@@ -97,10 +97,10 @@ def test_no_planted_secret_reaches_a_store_a_file_or_an_output(tmp_path, two_dat
     users = {"warehouse": "postgres", "control": "postgres", "model": "key", "orders": "oms", "collateral": "col"}
     forbidden = {f for name, secret in SECRETS.items() for f in _forms(users.get(name, "ol"), secret)}
 
-    def cli(*args: str) -> str:
+    def cli(*args: str, **settings: str) -> str:
         done = subprocess.run(
             [sys.executable, "-m", "foureyes.cli.main", *args],
-            env=env,
+            env=env | settings,
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -113,6 +113,8 @@ def test_no_planted_secret_reaches_a_store_a_file_or_an_output(tmp_path, two_dat
         outputs = [cli("demo", "--days", "2", "--end", "2026-11-18")]
         assert model.requests and orders.requests, "the hostile servers were asked and answered"
         assert lineage.events, "the configured lineage transport was used"
+        added = cli("principals", "add", "ops", "--scope", "read", "--scope", "operate")
+        operator = {"FOUREYES_TOKEN": next(w for w in added.split() if w.startswith("fey_"))}
         for args in (
             ["status"],
             ["decisions", "--agent", "rebalancing", "--partition", "2026-11-17"],
@@ -124,7 +126,7 @@ def test_no_planted_secret_reaches_a_store_a_file_or_an_output(tmp_path, two_dat
             ["trace", "var_risk_proposals", "--partition", "2026-11-17"],
             ["trace", "var_risk_proposals", "--partition", "2026-11-17", "--format", "json"],
         ):
-            outputs.append(cli(*args))
+            outputs.append(cli(*args, **(operator if args[:2] == ["outbox", "retry"] else {})))
     finally:
         for server in (model, orders, lineage):
             server.stop()

@@ -22,7 +22,7 @@ from foureyes.resources.settings import FoureyesSettings
 from foureyes.resources.targets.http import HttpToolTarget
 from foureyes.resources.warehouse.store import SqlWarehouseResource
 from tests.helpers import cli as run_cli
-from tests.helpers import sensor_tick
+from tests.helpers import cli_principal, sensor_tick
 from tests.servers import CONFLICT, ERROR, GARBAGE, REFUSED, SLOW, UP, ToolServer
 
 DAY = "2026-11-20"
@@ -135,17 +135,19 @@ def test_the_cli_lists_and_retries_the_outbox(tmp_path, order_system, monkeypatc
     defs = build_definitions(settings)  # the CLI uses the same environment, so the same default timeout
     assert run_business_day(defs, DAY, dg.DagsterInstance.ephemeral()).success
 
-    def cli(*args):
-        return run_cli(*args, home=tmp_path, timeout=120, FOUREYES_ORDER_SYSTEM_URL=order_system.url)
+    def cli(*args, **settings):
+        return run_cli(*args, home=tmp_path, timeout=120, FOUREYES_ORDER_SYSTEM_URL=order_system.url, **settings)
 
+    operator = cli_principal(cli, "olga", "read", "operate")  # retrying is operating: a reader may not
     listing = cli("outbox", "list", "--agent", "rebalancing")
     assert listing.returncode == 0 and "queued" in listing.stdout and "500" in listing.stdout
     order_system.mode = UP
-    retried = cli("outbox", "retry", "--all")
+    assert "needs the 'operate' scope" in cli("outbox", "retry", "--all").stderr
+    retried = cli("outbox", "retry", "--all", FOUREYES_TOKEN=operator)
     assert retried.returncode == 0, retried.stderr
     assert retried.stdout.count(" executed") == len(order_system.accepted) > 0
     control = ControlPlaneResource(url=settings.control_url)
     assert {e.status for e in control.outbox.find(agent="rebalancing")} == {DELIVERED}
     assert "the outbox is empty" in cli("outbox", "list").stdout
-    nothing = cli("outbox", "retry")
+    nothing = cli("outbox", "retry", FOUREYES_TOKEN=operator)
     assert nothing.returncode == 2 and "give idempotency keys" in nothing.stderr

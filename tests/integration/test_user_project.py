@@ -22,7 +22,7 @@ import pytest
 
 from foureyes.resources.targets.base import booked_actions
 from tests.conftest import ROOT
-from tests.helpers import environment_without
+from tests.helpers import cli_principal, environment_without
 from tests.servers import ToolServer
 
 PROJECT = Path(__file__).parent / "projects" / "riskproj"
@@ -38,17 +38,16 @@ class Project:
     tickets: ToolServer
     status_before_any_run: str
 
-    def run(self, tool: str, *args: str) -> subprocess.CompletedProcess:
+    def run(self, tool: str, *args: str, token: str | None = None) -> subprocess.CompletedProcess:
         command = [str(BIN / tool), *args]
-        return subprocess.run(
-            command, env=self.env, cwd=self.root, capture_output=True, text=True, timeout=300, check=False
-        )
+        env = self.env if token is None else {**self.env, "FOUREYES_TOKEN": token}
+        return subprocess.run(command, env=env, cwd=self.root, capture_output=True, text=True, timeout=300, check=False)
 
     def materialize(self, select: str, partition: str | None = None) -> subprocess.CompletedProcess:
         return self.run("dagster", "asset", "materialize", *MODULE, "--select", select, *_partition(partition))
 
-    def foureyes(self, *args: str) -> subprocess.CompletedProcess:
-        done = self.run("foureyes", *args, *MODULE)
+    def foureyes(self, *args: str, token: str | None = None) -> subprocess.CompletedProcess:
+        done = self.run("foureyes", *args, *MODULE, token=token)
         assert "Traceback" not in done.stderr, done.stderr
         return done
 
@@ -150,14 +149,21 @@ def test_approvals_and_the_outbox_work_for_the_projects_targets(project):
     two, one = sorted(votes.values(), key=lambda a: -a["required"])
     assert (two["required"], one["required"]) == (2, 1)
 
-    def vote(approval: dict, by: str) -> subprocess.CompletedProcess:
-        return project.foureyes("approvals", "approve", approval["approval_id"][:12], "--by", by, "--reason", "ok")
+    def vote(approval: dict, token: str) -> subprocess.CompletedProcess:
+        return project.foureyes("approvals", "approve", approval["approval_id"][:12], "--reason", "ok", token=token)
 
-    assert vote(two, "alice").returncode == 0
-    for again in (" ALICE", "exposure_review", "agent:Exposure_Review"):  # the same person, the proposer
+    alice, bob, carol, proposer = (
+        cli_principal(project.foureyes, n) for n in ("alice", "bob", "carol", "exposure_review")
+    )
+    assert vote(two, alice).returncode == 0
+    assert project.foureyes("principals", "add", " ALICE", "--scope", "approve").returncode == 1  # the same person
+    agent = cli_principal(project.foureyes, "agent:Exposure_Review", "read")
+    refused = project.foureyes("principals", "add", "agent:exposure_review2", "--scope", "approve")
+    assert refused.returncode == 1 and "never approves" in refused.stderr, refused.stderr
+    for again in (proposer, agent):  # a person named as the agent, the agent itself
         refused = vote(two, again)
         assert refused.returncode != 0 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
-    assert "queued as" in vote(two, "bob").stdout and "queued as" in vote(one, "carol").stdout
+    assert "queued as" in vote(two, bob).stdout and "queued as" in vote(one, carol).stdout
     queued = project.foureyes("outbox", "list", "--agent", "exposure_review")
     assert queued.stdout.count(" queued ") == 2, queued.stdout
 
@@ -169,7 +175,11 @@ def test_approvals_and_the_outbox_work_for_the_projects_targets(project):
         ("limit_watch", "tickets"),
         ("exposure_review", "books"),
     }
-    retry = project.foureyes("outbox", "retry", opened[0]["idempotency_key"][:12])
+    key = opened[0]["idempotency_key"][:12]
+    unconfigured = project.foureyes("outbox", "retry", key)
+    assert unconfigured.returncode == 1 and "needs the 'operate' scope" in unconfigured.stderr
+    operator = cli_principal(project.foureyes, "olga", "read", "operate")
+    retry = project.foureyes("outbox", "retry", key, token=operator)
     assert retry.returncode == 1 and "no queued or failed outbox entry" in retry.stderr  # delivered: never resent
 
 
@@ -213,7 +223,8 @@ def test_the_readmes_add_foureyes_to_your_project_runs_as_written(tmp_path):
         done = subprocess.run(line, shell=True, env=env, cwd=tmp_path, capture_output=True, text=True, check=False)
         assert done.returncode == 0, (command, done.stderr[-2000:])
         outputs.append(done.stdout)
-    _, status, decisions, trace = outputs
+    _, status, decisions, trace, added, *_ = outputs  # then the MCP server, over stdio (no input: it ends)
+    assert added.startswith("added person me with read, approve, operating-system account "), added
     assert re.search(r"^late_trades\s+idle\s+2026-11-20", status, re.M), status
     assert "-> APPROVED" in decisions and "executed on books" in decisions
     assert "└─ trades[2026-11-20]" in trace and "checks: 1/1 passed" in trace

@@ -141,9 +141,9 @@ def desk(
     )
 
 
-def resources(url: str, books=None) -> dict:
-    """Every store in one SQLite file; the project's own assets (signals, limits) in it too."""
-    warehouse = SqlWarehouseResource(url=url)
+def resources(url: str, books=None, warehouse_url: str | None = None) -> dict:
+    """Every store in one SQLite file (the warehouse apart if given); the project's own assets in it too."""
+    warehouse = SqlWarehouseResource(url=warehouse_url or url)
     io_manager = PartitionedSqlIOManager(warehouse=warehouse)
     return {
         WAREHOUSE: warehouse,
@@ -157,11 +157,11 @@ def resources(url: str, books=None) -> dict:
     }
 
 
-def toy_definitions(url: str, agent: foureyes.Agent, books=None) -> dg.Definitions:
+def toy_definitions(url: str, agent: foureyes.Agent, books=None, warehouse_url: str | None = None) -> dg.Definitions:
     """The toy project: its three assets, and the agent put in it by foureyes.definitions."""
     return dg.Definitions.merge(
         dg.Definitions(assets=[signals, restricted, limits]),
-        foureyes.definitions(agents=[agent], resources=resources(url, books)),
+        foureyes.definitions(agents=[agent], resources=resources(url, books, warehouse_url)),
     )
 
 
@@ -172,15 +172,16 @@ def run_desk(
     books=None,
     only_executor: bool = False,
     instance: dg.DagsterInstance | None = None,
+    warehouse_url: str | None = None,
 ):
-    defs = foureyes.definitions(agents=[agent], resources=resources(url, books))
+    defs = foureyes.definitions(agents=[agent], resources=resources(url, books, warehouse_url))
     everything = [signals, restricted, limits, *defs.assets, *defs.asset_checks]
     selection = dg.AssetSelection.assets("toy_actions") if only_executor else dg.AssetSelection.all()
     return dg.materialize(
         everything,
         selection=selection,
         partition_key=partition,
-        resources=resources(url, books),
+        resources=resources(url, books, warehouse_url),
         raise_on_error=False,
         instance=instance,
     )
@@ -188,5 +189,10 @@ def run_desk(
 
 @dg.definitions
 def location() -> dg.Definitions:
-    """The toy project as a code location for the CLI (``-m tests.integration.toy_desk -a location``)."""
-    return toy_definitions(os.environ["FOUREYES_CONTROL_URL"], desk())
+    """The toy project as a code location for the CLI (``-m tests.integration.toy_desk -a location``).
+
+    Its stores are in ``$FOUREYES_CONTROL_URL``; the warehouse in ``$FOUREYES_WAREHOUSE_URL`` if that is set.
+    """
+    return toy_definitions(
+        os.environ["FOUREYES_CONTROL_URL"], desk(), warehouse_url=os.environ.get("FOUREYES_WAREHOUSE_URL")
+    )

@@ -200,7 +200,8 @@ def format_summary(summary: DemoSummary) -> str:
         "",
         "dup-skipped: actions already executed by an earlier run (idempotency key + receipt).",
         f"pending: {pending} proposal(s) wait for human approval: `foureyes approvals list`, then "
-        "`foureyes approvals approve ID --by NAME --reason WHY`.",
+        "`foureyes approvals approve ID --reason WHY`, as a principal with the approve scope "
+        "(`foureyes principals add NAME --scope read --scope approve`; its token in $FOUREYES_TOKEN).",
         "Next: `foureyes status`, `foureyes decisions --agent var_risk --partition <day>`, "
         "`foureyes trace var_risk_proposals --partition <day>`, or `make ui` to browse the runs.",
     ]
