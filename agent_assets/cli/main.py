@@ -428,12 +428,20 @@ def audit(
     with _desk(**where) as desk:
         entries = desk.audit_trail(principal, tool, limit)
         problems = desk.control.audit.verify() if verify else []
+        count, last = desk.control.audit.head()
     if fmt == "json":
-        click.echo(json.dumps({"entries": [e.to_json() for e in entries], "problems": problems}, indent=2))
+        chain = {"entries": count, "last_hash": last}
+        click.echo(
+            json.dumps({"entries": [e.to_json() for e in entries], "problems": problems, "chain": chain}, indent=2)
+        )
     else:
         click.echo(format_audit(entries))
         if verify:
-            click.echo("\n".join(problems) if problems else "the chain holds: no entry was edited or removed")
+            click.echo(
+                "\n".join(problems)
+                if problems
+                else f"the chain holds: {count} entries, the last hash {last} (keep it elsewhere: it shows a cut tail)"
+            )
     if problems:
         sys.exit(2)
 

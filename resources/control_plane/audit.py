@@ -5,7 +5,8 @@ Each entry names the authenticated principal and how it was authenticated, the c
 with a digest of them, the outcome (``ok``, ``refused``, ``error``) and the time. The trail
 lives in the control plane, apart from the warehouse, so no rewrite of the data touches it.
 It is append-only and hash-chained: each entry's hash covers the previous one's, so an entry
-edited or removed in the middle is found by ``verify``. Appends are serialised (the SQLite
+edited or removed in the middle is found by ``verify``; entries cut from the end are found
+by comparing ``head`` (the count and the last hash) with a copy kept elsewhere. Appends are serialised (the SQLite
 write lock; an advisory lock on PostgreSQL) so that the chain never forks.
 """
 
@@ -152,6 +153,13 @@ class AuditTrail:
                     problems.append(f"entry {entry.id}: its content does not match its hash (it was edited)")
                 previous = entry.entry_hash
         return problems
+
+    def head(self) -> tuple[int, str]:
+        """How many entries there are, and the last one's hash: written down elsewhere, it shows a cut tail too."""
+        with self._engine.connect() as conn:
+            count = conn.execute(sa.select(sa.func.count()).select_from(audit_log)).scalar_one()
+            last = conn.execute(sa.select(audit_log.c.entry_hash).order_by(audit_log.c.id.desc()).limit(1)).scalar()
+        return count, last or GENESIS
 
 
 def redacted(arguments: Mapping[str, object]) -> dict[str, object]:

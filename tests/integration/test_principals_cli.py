@@ -309,8 +309,10 @@ def test_audit_verify_finds_an_edited_or_removed_entry(toy):
     for _ in range(3):
         toy.foureyes("status", token=reader)
     held = toy.foureyes("audit", "--verify")
-    assert held.returncode == 0 and held.stdout.rstrip().endswith("the chain holds: no entry was edited or removed")
     entries = toy.audit()
+    count, last = len(entries), entries[-1]["entry_hash"]
+    assert held.returncode == 0
+    assert f"the chain holds: {count} entries, the last hash {last}" in held.stdout.splitlines()[-1]
     middle = entries[len(entries) // 2]
 
     with write_transaction(toy.control.engine) as conn:
@@ -329,6 +331,18 @@ def test_audit_verify_finds_an_edited_or_removed_entry(toy):
     removed = toy.foureyes("audit", "--verify")
     assert removed.returncode == 2
     assert f"entry {middle['id'] + 1}: does not follow the entry before it (one was removed)" in removed.stdout
+
+
+def test_a_tail_cut_from_the_trail_shows_against_the_head_kept_elsewhere(toy):
+    reader = cli_principal(toy.foureyes, "tess", "read")
+    toy.foureyes("status", token=reader)
+    kept = json.loads(toy.foureyes("audit", "--verify", "--format", "json").stdout)["chain"]
+    with write_transaction(toy.control.engine) as conn:  # the newest entries cut: the chain itself still holds
+        newest = conn.execute(sa.select(sa.func.max(audit_log.c.id))).scalar_one()
+        conn.execute(audit_log.delete().where(audit_log.c.id >= newest - 1))
+    after = json.loads(toy.foureyes("audit", "--verify", "--format", "json").stdout)
+    assert after["problems"] == []
+    assert after["chain"]["entries"] < kept["entries"] + 1 and after["chain"]["last_hash"] != kept["last_hash"]
 
 
 def test_the_trail_lives_in_the_control_plane_and_outlives_the_warehouse(toy):
