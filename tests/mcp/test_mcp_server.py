@@ -181,14 +181,15 @@ def test_the_tools_are_listed_with_their_schemas_over_http_and_over_stdio(desk):
         async with Client(params) as client:
             tools = (await client.list_tools()).tools
             status = await client.call_tool("agents_status", {})
-            return tools, status
+            traced = await client.call_tool("trace", {"asset": "margin_calls_proposals", "partition": DAY})
+            return tools, status, traced
 
     expected = {
         "whoami", "agents_status", "decisions", "proposal", "trace", "approvals_list", "approve", "reject",
         "outbox_list", "outbox_retry",
     }  # fmt: skip
     http_tools = {t.name: t for t in asyncio.run(over_http())}
-    stdio_tools, status = asyncio.run(over_stdio())
+    stdio_tools, status, traced = asyncio.run(over_stdio())
     assert set(http_tools) == expected == {t.name for t in stdio_tools}
     approve = http_tools["approve"]
     assert set(approve.input_schema["required"]) == {"approval_id", "reason", "arguments_digest"}
@@ -197,6 +198,8 @@ def test_the_tools_are_listed_with_their_schemas_over_http_and_over_stdio(desk):
     assert "changes state" in approve.description and "Needs 'approve'" in approve.description
     assert not status.is_error and status.structured_content["agents"]
     assert {a["agent"] for a in status.structured_content["agents"]} >= {AGENT, "var_risk"}
+    assert not traced.is_error and traced.structured_content["trace"]["dataset"] == "margin_calls_proposals"
+    assert traced.content[0].text.startswith(f"margin_calls_proposals[{DAY}]: ")
 
 
 def test_status_a_decision_and_a_trace_are_answered_in_json_and_in_a_short_text(desk):
