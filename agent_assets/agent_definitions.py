@@ -7,9 +7,11 @@ one, and the approval, outbox and watchdog sensors.
 
 The defaults come from the environment, read once here (``FoureyesSettings.from_env``):
 embedded SQLite under ``FOUREYES_HOME``, or the stores ``FOUREYES_WAREHOUSE_URL`` and
-``FOUREYES_CONTROL_URL`` name. The same settings always give the same resource objects, and
-each agent's sensors are named for it, so definitions built in several places of one
-project (a Python module, a few ``defs.yaml`` components) merge without conflict.
+``FOUREYES_CONTROL_URL`` name; and the executor of its runs, from ``FOUREYES_EXECUTOR``
+(``foureyes.step_executor``: one Kubernetes pod per step with ``k8s``). The same settings
+always give the same resource and executor objects, and each agent's sensors are named for
+it, so definitions built in several places of one project (a Python module, a few
+``defs.yaml`` components) merge without conflict.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from foureyes.resources.resource_keys import (
 from foureyes.resources.settings import FoureyesSettings
 from foureyes.resources.targets.base import SqlBooksTarget
 from foureyes.resources.warehouse.store import PartitionedSqlIOManager, SqlWarehouseResource
+from foureyes.step_executor import step_executor
 
 
 def definitions(
@@ -87,7 +90,8 @@ def definitions(
     """
     agents = list(agents)
     _check_unique(agents)
-    chosen = {**default_resources(settings or FoureyesSettings.from_env()), **(resources or {})}
+    settings = settings or FoureyesSettings.from_env()
+    chosen = {**default_resources(settings), **(resources or {})}
     _check_targets(agents, chosen)
     assets: list[dg.AssetsDefinition] = []
     checks: list[dg.AssetChecksDefinition] = []
@@ -103,7 +107,13 @@ def definitions(
             stuck_agents_sensor(agent.name),
             failed_runs_sensor(agent.name, steps),
         ]
-    return dg.Definitions(assets=assets, asset_checks=checks, resources=chosen, sensors=sensors)
+    return dg.Definitions(
+        assets=assets,
+        asset_checks=checks,
+        resources=chosen,
+        sensors=sensors,
+        executor=step_executor(settings.executor),
+    )
 
 
 @functools.cache

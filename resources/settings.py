@@ -21,6 +21,7 @@ from foureyes.resources.redaction import register_url
 
 DEFAULT_HOME = ".foureyes"
 DEFAULT_NAMESPACE = "foureyes"
+STEP_EXECUTORS = ("default", "multiprocess", "in_process", "k8s")  # Dagster's default, or one of its executors
 SECRET_BEARING = (  # settings whose values may carry credentials: passed to resources as EnvVar
     "FOUREYES_WAREHOUSE_URL",
     "FOUREYES_CONTROL_URL",
@@ -33,7 +34,8 @@ class FoureyesSettings:
     """The handful of settings that decide where data, decisions and lineage live.
 
     ``FOUREYES_MODELS`` lists model endpoints tried before the agents' local policies;
-    ``FOUREYES_LINEAGE`` says where lineage goes (``both``, ``store``, ``external``).
+    ``FOUREYES_LINEAGE`` says where lineage goes (``both``, ``store``, ``external``);
+    ``FOUREYES_EXECUTOR`` where the steps of a run execute (``foureyes.step_executor``).
 
     Examples:
         >>> import foureyes
@@ -49,6 +51,7 @@ class FoureyesSettings:
     models: tuple[tuple[str, str], ...] = ()
     lineage_mode: str = "both"
     timezone: str = "UTC"
+    executor: str = "default"
     from_process_env: frozenset[str] = frozenset()  # the variables read from os.environ
 
     @classmethod
@@ -67,6 +70,7 @@ class FoureyesSettings:
             models=parse_models(env.get("FOUREYES_MODELS", "")),
             lineage_mode=_choice(env, "FOUREYES_LINEAGE", ("both", "store", "external"), "both"),
             timezone=_timezone(env.get("FOUREYES_TIMEZONE") or "UTC"),
+            executor=_choice(env, "FOUREYES_EXECUTOR", STEP_EXECUTORS, "default"),
             from_process_env=frozenset(n for n in SECRET_BEARING if environ is None and env.get(n)),
         )
 
