@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from foureyes.resources.control_plane.schema import heartbeats
 from foureyes.resources.engine import as_utc, write_transaction
@@ -158,10 +159,12 @@ class AgentStateBook:
             "stuck_after_s": liveness.stuck_after.total_seconds(),
             "outcome": outcome,
         }
-        key = (heartbeats.c.agent == agent) & (heartbeats.c.partition_key == partition)
         with write_transaction(self._engine) as conn:
-            if conn.execute(heartbeats.update().where(key).values(**row)).rowcount == 0:
-                conn.execute(heartbeats.insert().values(agent=agent, partition_key=partition, **row))
+            conn.execute(
+                _upsert(conn)
+                .values(agent=agent, partition_key=partition, **row)
+                .on_conflict_do_update(index_elements=[heartbeats.c.agent, heartbeats.c.partition_key], set_=row)
+            )
 
     def beat(self, agent: str, partition: str) -> None:
         with write_transaction(self._engine) as conn:
@@ -205,6 +208,14 @@ class AgentStateBook:
             )
             for r in rows
         ]
+
+
+def _upsert(conn: sa.Connection) -> postgresql.Insert | sqlite.Insert:
+    """One statement that inserts or replaces a row: the first reports of two runs of one agent
+    partition race (both find no row, both insert), and an update-then-insert fails the second
+    on the primary key."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(heartbeats)
 
 
 def duration(delta: dt.timedelta) -> str:
