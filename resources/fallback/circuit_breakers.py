@@ -12,6 +12,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from foureyes.resources.control_plane.schema import circuit_breakers
 from foureyes.resources.engine import as_utc, write_transaction
@@ -52,16 +53,24 @@ class CircuitBreakers:
         """Close the breaker; a healthy one (no row, or closed without failures) costs a read, not a write."""
         state = self.state(backend)
         if state is not None and (state.state != CLOSED or state.failures):
-            self._write(backend, CLOSED, 0, None, None)
+            closed = {"state": CLOSED, "failures": 0, "opened_at": None}
+            self._write(backend, first=closed, then=closed, error=None)
 
     def failed(self, backend: str, error: str) -> None:
-        state = self.state(backend)
-        failures = (state.failures if state else 0) + 1
+        """Count one more consecutive failure, in the store: runs failing on one backend at once all count."""
         now = dt.datetime.now(dt.UTC)
-        if failures >= self.threshold:
-            self._write(backend, OPEN, failures, now, error)
-        else:
-            self._write(backend, CLOSED, failures, None, error)
+        failures = circuit_breakers.c.failures + 1
+        opens, first_opens = failures >= self.threshold, self.threshold <= 1
+        self._write(
+            backend,
+            first={"state": OPEN if first_opens else CLOSED, "failures": 1, "opened_at": now if first_opens else None},
+            then={
+                "state": sa.case((opens, OPEN), else_=CLOSED),
+                "failures": failures,
+                "opened_at": sa.case((opens, now), else_=None),
+            },
+            error=error,
+        )
 
     def state(self, backend: str) -> BreakerState | None:
         with self._engine.connect() as conn:
@@ -70,16 +79,17 @@ class CircuitBreakers:
             return None
         return BreakerState(row.backend, row.state, row.failures, as_utc(row.opened_at), row.last_error)
 
-    def _write(self, backend: str, state: str, failures: int, opened_at: dt.datetime | None, error: str | None) -> None:
+    def _write(self, backend: str, *, first: dict[str, object], then: dict[str, object], error: str | None) -> None:
+        """One statement: the breaker's first row (``first``), or its row moved on (``then``).
+
+        Two runs of a backend that fails for both write its breaker at once; read, delete and
+        insert would let both insert, and the second fails its step on the primary key.
+        """
+        changed = {"last_error": (error or "")[:500] or None, "updated_at": dt.datetime.now(dt.UTC)}
         with write_transaction(self._engine) as conn:
-            conn.execute(sa.delete(circuit_breakers).where(circuit_breakers.c.backend == backend))
+            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
             conn.execute(
-                circuit_breakers.insert().values(
-                    backend=backend,
-                    state=state,
-                    failures=failures,
-                    opened_at=opened_at,
-                    last_error=(error or "")[:500] or None,
-                    updated_at=dt.datetime.now(dt.UTC),
-                )
+                dialect.insert(circuit_breakers)
+                .values(backend=backend, **first, **changed)
+                .on_conflict_do_update(index_elements=[circuit_breakers.c.backend], set_={**then, **changed})
             )

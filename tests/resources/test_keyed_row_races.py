@@ -1,26 +1,32 @@
-"""Two runs of one agent partition report their first phase at once, on PostgreSQL.
+"""Two runs write the same keyed row of the control plane at once, on PostgreSQL.
 
-Both find no heartbeat row and both insert it: READ COMMITTED lets each see "no row", and
-the second insert waits on the primary key for the first to commit. A report written as
-"update, and insert if nothing was updated" then fails the second run's step on a unique
-violation; one statement that inserts or replaces takes the other's row instead.
+Runs of one agent partition report their first phase together (a backfill overlapping a
+sensor's runs, the same partition launched twice); steps of several runs see one model
+backend fail together. Both find no row and both insert it: READ COMMITTED lets each see
+"no row", and the second insert waits on the primary key for the first to commit. Written
+as "update (or delete), then insert", the second then fails its step on a unique violation;
+one statement that inserts or moves the row on takes the other's row instead.
+
+Each test holds the other run's write uncommitted, lets this run's write start and wait on
+it (PostgreSQL shows the wait), then commits: the race, every time.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import pytest
 import sqlalchemy as sa
 
 from foureyes.resources.control_plane.agent_state import IDLE, LOADING
-from foureyes.resources.control_plane.resource import ControlPlaneResource
-from foureyes.resources.control_plane.schema import heartbeats
-from foureyes.resources.engine import engine_for
+from foureyes.resources.control_plane.resource import ControlPlaneResource, control_engine
+from foureyes.resources.control_plane.schema import circuit_breakers, heartbeats
+from foureyes.resources.fallback.circuit_breakers import CLOSED, OPEN, CircuitBreakers
 from tests.dagster_dev import wait_for
 
 pytestmark = pytest.mark.postgres
-AGENT, DAY = "var_risk", "2026-11-19"
+AGENT, DAY, BACKEND = "var_risk", "2026-11-19", "local_policy"
 WAITING_ON_A_LOCK = (
     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
 )
@@ -32,42 +38,53 @@ def _waiting_on_a_lock(engine: sa.Engine) -> int:
         return conn.exec_driver_sql(WAITING_ON_A_LOCK).scalar()
 
 
-@pytest.mark.parametrize("phase", [LOADING, IDLE])
-def test_a_first_report_racing_another_runs_first_report_takes_its_row(pg_url, phase):
-    control = ControlPlaneResource(url=pg_url)
-    control.state.states()  # the schema exists before the race begins
-    engine = engine_for(pg_url)
-    other = engine.connect()
-    transaction = other.begin()
-    now = sa.func.now()
-    other.execute(  # the other run's first report: inserted, not yet committed
-        heartbeats.insert().values(
-            agent=AGENT,
-            partition_key=DAY,
-            phase=LOADING,
-            run_id="other-run",
-            phase_since=now,
-            beat_at=now,
-            beat_every_s=10.0,
-            stuck_after_s=1800.0,
-        )
-    )
+def _race(engine: sa.Engine, other_runs_insert: sa.Insert, write: Callable[[], None]) -> list[BaseException]:
+    """``write`` while another run's ``other_runs_insert`` of the same key is in flight; what it raised."""
     failure: list[BaseException] = []
 
-    def report() -> None:
+    def this_run() -> None:
         try:
-            control.state.report(AGENT, DAY, phase, run_id="this-run")
+            write()
         except BaseException as exc:
             failure.append(exc)
 
-    reporter = threading.Thread(target=report)
-    reporter.start()
-    wait_for(
-        lambda: _waiting_on_a_lock(engine) or failure, "the report to wait on the other's row", timeout=60, every=0.05
+    with engine.connect() as other, other.begin():
+        other.execute(other_runs_insert)
+        writer = threading.Thread(target=this_run)
+        writer.start()
+        wait_for(lambda: _waiting_on_a_lock(engine) or failure, "this run's write to wait", timeout=60, every=0.05)
+    writer.join(timeout=30)
+    return failure
+
+
+@pytest.mark.parametrize("phase", [LOADING, IDLE])
+def test_a_first_report_racing_another_runs_first_report_takes_its_row(pg_url, phase):
+    state = ControlPlaneResource(url=pg_url).state
+    now = sa.func.now()
+    others = heartbeats.insert().values(
+        agent=AGENT,
+        partition_key=DAY,
+        phase=LOADING,
+        run_id="other-run",
+        phase_since=now,
+        beat_at=now,
+        beat_every_s=10.0,
+        stuck_after_s=1800.0,
     )
-    transaction.commit()
-    other.close()
-    reporter.join(timeout=30)
-    assert failure == []
-    (state,) = control.state.states(AGENT)
-    assert (state.phase, state.run_id) == (phase, "this-run")
+    assert _race(control_engine(pg_url), others, lambda: state.report(AGENT, DAY, phase, run_id="this-run")) == []
+    (found,) = state.states(AGENT)
+    assert (found.phase, found.run_id) == (phase, "this-run")
+
+
+def test_failures_of_one_backend_in_two_runs_at_once_both_count_and_open_its_breaker(pg_url):
+    engine = control_engine(pg_url)
+    breakers = CircuitBreakers(engine, threshold=2)
+    others = circuit_breakers.insert().values(
+        backend=BACKEND, state=CLOSED, failures=1, last_error="timeout", updated_at=sa.func.now()
+    )
+    assert _race(engine, others, lambda: breakers.failed(BACKEND, "HTTP 503")) == []
+    found = breakers.state(BACKEND)
+    assert (found.state, found.failures, found.last_error) == (OPEN, 2, "HTTP 503")
+    assert breakers.allows(BACKEND)[0] is False
+    breakers.succeeded(BACKEND)
+    assert (breakers.state(BACKEND).state, breakers.state(BACKEND).failures) == (CLOSED, 0)
