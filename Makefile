@@ -50,6 +50,7 @@ bench: setup
 	$(BIN)/python benchmarks/lineage.py
 	$(BIN)/python benchmarks/warehouse.py
 	$(BIN)/python benchmarks/agents.py
+	$(BIN)/python benchmarks/reliability.py
 
 lock:
 	rm -rf .lockvenv && $(PYTHON) -m venv .lockvenv
