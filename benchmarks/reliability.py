@@ -382,12 +382,18 @@ def write_results(findings: list[Findings], args: argparse.Namespace, seconds: f
     header = (
         "| fault | engine | runs | kills | half-written partitions | duplicate | lost | stuck | records disagreeing |"
     )
+    kills = Counter()
+    for f in findings:
+        kills[f.engine] += f.kills
+    flapped = {f.engine: f.points.get("applied", 0) for f in findings if f.fault not in FAULTS}
     lines = [
         "# Reliability: SIGKILLed runs and a flapping tool server",
         "",
-        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-        f"{args.kills} kills per engine, {args.actions} actions through the flapping server, seed {args.seed}; "
-        f"{seconds / 60:.1f} min in all. Every count of broken promises has the goal 0.",
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, seed {args.seed}; "
+        f"kills: {', '.join(f'{e} {n}' for e, n in kills.items())}; actions applied through the flapping server: "
+        f"{', '.join(f'{e} {n}' for e, n in flapped.items())}"
+        + (f"; {seconds / 60:.1f} min in all. " if seconds else ". ")
+        + "Every count of broken promises has the goal 0.",
         "",
         header,
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -410,6 +416,12 @@ def write_results(findings: list[Findings], args: argparse.Namespace, seconds: f
     return RESULTS / "reliability.md"
 
 
+def findings_from(path: Path) -> list[Findings]:
+    """The findings another run wrote (``--report-from``: engines run side by side, one table)."""
+    rows = json.loads(path.read_text())
+    return [Findings(**{**row, "points": Counter(row["points"])}) for row in rows]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=100, help="SIGKILLs per engine, spread over the four faults")
@@ -418,7 +430,12 @@ def main() -> None:
     parser.add_argument("--engines", default="sqlite,postgresql")
     parser.add_argument("--pg-url", help="a PostgreSQL server to work in (default: the local durable one)")
     parser.add_argument("--seed", type=int, default=14)
+    parser.add_argument("--report-from", nargs="+", type=Path, help="only write the table of these runs' JSON")
     args = parser.parse_args()
+    if args.report_from:
+        findings = [f for path in args.report_from for f in findings_from(path)]
+        print(write_results(findings, args, seconds=0.0).read_text())
+        return
     engines = args.engines.split(",")
     pg_server = args.pg_url or (start_postgres() if "postgresql" in engines else None)
     started = time.perf_counter()
