@@ -106,9 +106,10 @@ class Webserver:
             "_run": event["runId"]
         }
 
-    def foureyes(self, *args: str) -> subprocess.CompletedProcess:
+    def foureyes(self, *args: str, **env: str) -> subprocess.CompletedProcess:
+        """The foureyes CLI on this server's stores; ``env`` adds variables (``FOUREYES_TOKEN``: who is calling)."""
         return subprocess.run(
-            [str(BIN / "foureyes"), *args], env=self.env, cwd=ROOT, capture_output=True, text=True, check=False
+            [str(BIN / "foureyes"), *args], env=self.env | env, cwd=ROOT, capture_output=True, text=True, check=False
         )
 
 
