@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Build deploy/Dockerfile's image with buildah, then load its code location in it as its pod would.
+#
+#   deploy/build_image.sh [PROJECT_DIR] [LOCATION_MODULE] [TAG]
+#
+# Defaults: this repository, the shipped finance desk, localhost/foureyes-finance-desk:dev.
+# PYTHON_IMAGE names the base image (default python:3.11-slim-bookworm, from a registry). On a
+# machine that reaches no image registry, PYTHON_IMAGE=debian makes a base here from Debian's
+# own packages instead (mmdebstrap: python3, python3-venv, python3-pip, ca-certificates, passwd).
+# Needs buildah (and mmdebstrap for the Debian base) and the package index; as root it uses
+# buildah's chroot isolation and vfs storage unless BUILDAH_ISOLATION / STORAGE_DRIVER say otherwise.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+project=$(cd "${1:-$here/..}" && pwd)
+module=${2:-foureyes.examples.finance_desk.definitions}
+tag=${3:-localhost/foureyes-finance-desk:dev}
+base=${PYTHON_IMAGE:-python:3.11-slim-bookworm}
+export STORAGE_DRIVER=${STORAGE_DRIVER:-vfs} BUILDAH_ISOLATION=${BUILDAH_ISOLATION:-chroot}
+
+if [ "$base" = debian ]; then
+  base=localhost/foureyes-python-base:bookworm
+  if ! buildah inspect --type image "$base" >/dev/null 2>&1; then
+    rootfs=$(mktemp -d)/rootfs.tar
+    mmdebstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates,passwd \
+      bookworm "$rootfs"
+    ctr=$(buildah from scratch)
+    buildah add "$ctr" "$rootfs" / >/dev/null
+    buildah config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$ctr"
+    buildah commit -q "$ctr" "$base" >/dev/null
+    buildah rm "$ctr" >/dev/null
+    rm -rf "$(dirname "$rootfs")"
+  fi
+fi
+
+constraints=foureyes-constraints.txt
+[ -f "$project/$constraints" ] || constraints=constraints.txt  # foureyes' own root
+start=$(date +%s)
+buildah bud --layers -f "$here/Dockerfile" --ignorefile "$here/.dockerignore" \
+  --build-arg PYTHON_IMAGE="$base" --build-arg CONSTRAINTS="$constraints" \
+  --build-arg LOCATION_MODULE="$module" -t "$tag" "$project"
+echo "built $tag in $(($(date +%s) - start)) s"
+
+# The image as its pod runs it: its own user and environment, FOUREYES_EXECUTOR=k8s as the Helm
+# values set it; the location must load, its executor from dagster-k8s.
+ctr=$(buildah from "$tag")
+trap 'buildah rm "$ctr" >/dev/null' EXIT
+buildah run --env FOUREYES_EXECUTOR=k8s "$ctr" -- sh -c \
+  'echo "uid $(id -u)"; dagster definitions validate -m "$LOCATION_MODULE" && python -c "import dagster_k8s, foureyes; print(\"dagster-k8s\", dagster_k8s.__version__)"'
+buildah images --format '{{.Name}}:{{.Tag}} {{.Size}}' "$tag"
