@@ -7,6 +7,9 @@
 # PYTHON_IMAGE names the base image (default python:3.11-slim-bookworm, from a registry). On a
 # machine that reaches no image registry, PYTHON_IMAGE=debian makes a base here from Debian's
 # own packages instead (mmdebstrap: python3, python3-venv, python3-pip, ca-certificates, passwd).
+# WHEELHOUSE=DIR builds without an index: the wheels of every pinned dependency are downloaded
+# here into DIR (pip download, with this machine's own pip settings), put in the wheels/ folder of
+# a copy of the project, and installed from there alone (PIP_NO_INDEX=1).
 # Needs buildah (and mmdebstrap for the Debian base) and the package index; as root it uses
 # buildah's chroot isolation and vfs storage unless BUILDAH_ISOLATION / STORAGE_DRIVER say otherwise.
 set -euo pipefail
@@ -34,16 +37,28 @@ fi
 
 constraints=foureyes-constraints.txt
 [ -f "$project/$constraints" ] || constraints=constraints.txt  # foureyes' own root
+offline=()
+if [ -n "${WHEELHOUSE:-}" ]; then
+  mkdir -p "$WHEELHOUSE"
+  python3 -m pip download --quiet --dest "$WHEELHOUSE" --constraint "$project/$constraints" \
+    "$project[k8s]" "setuptools>=75"
+  copy=$(mktemp -d)/project
+  trap 'rm -rf "$(dirname "$copy")"' EXIT
+  tar -C "$project" --exclude=.git --exclude=.venv -cf - . | (mkdir -p "$copy" && tar -C "$copy" -xf -)
+  mkdir -p "$copy/wheels" && cp "$WHEELHOUSE"/*.whl "$copy/wheels/"
+  project=$copy
+  offline=(--build-arg PIP_NO_INDEX=1)
+fi
 start=$(date +%s)
 buildah bud --layers -f "$here/Dockerfile" --ignorefile "$here/.dockerignore" \
   --build-arg PYTHON_IMAGE="$base" --build-arg CONSTRAINTS="$constraints" \
-  --build-arg LOCATION_MODULE="$module" -t "$tag" "$project"
+  --build-arg LOCATION_MODULE="$module" "${offline[@]}" -t "$tag" "$project"
 echo "built $tag in $(($(date +%s) - start)) s"
 
 # The image as its pod runs it: its own user and environment, FOUREYES_EXECUTOR=k8s as the Helm
 # values set it; the location must load, its executor from dagster-k8s.
 ctr=$(buildah from "$tag")
-trap 'buildah rm "$ctr" >/dev/null' EXIT
+trap 'buildah rm "$ctr" >/dev/null; rm -rf "${copy:+$(dirname "$copy")}"' EXIT
 buildah run --env FOUREYES_EXECUTOR=k8s "$ctr" -- sh -c \
   'echo "uid $(id -u)"; dagster definitions validate -m "$LOCATION_MODULE" && python -c "import dagster_k8s, foureyes; print(\"dagster-k8s\", dagster_k8s.__version__)"'
 buildah images --format '{{.Name}}:{{.Tag}} {{.Size}}' "$tag"
