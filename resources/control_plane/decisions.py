@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
+from json.encoder import encode_basestring_ascii
+from types import SimpleNamespace
 
 import sqlalchemy as sa
 
 from foureyes.resources.control_plane.approvals import ApprovalBook, ApprovalRequest
 from foureyes.resources.control_plane.outbox import Outbox, OutboxEntry
 from foureyes.resources.control_plane.schema import decisions, supervisions
-from foureyes.resources.engine import as_utc, insert_rows, write_transaction
+from foureyes.resources.engine import as_utc, insert_columns, write_transaction
 from foureyes.resources.errors import FoureyesError
 
 APPROVED, REJECTED, PENDING = "approved", "rejected", "pending"
@@ -31,6 +35,20 @@ class DecisionNotFoundError(FoureyesError):
 
 _JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 VERDICTS = (APPROVED, REJECTED, PENDING)
+
+
+def json_text(value: object) -> str:
+    """The log's JSON text of a JSON-safe value: compact, ASCII, no NaN."""
+    return _JSON.encode(value)
+
+
+#: ``json_text`` of a string, without the encoder's dispatch: what it calls for one (ASCII output).
+json_string = encode_basestring_ascii
+
+
+def reasons_text(reasons: Sequence[Reason]) -> str:
+    """The log's JSON text of a decision's reasons."""
+    return _JSON.encode([r.to_json() for r in reasons]) if reasons else "[]"
 
 
 @dataclass(frozen=True)
@@ -93,6 +111,51 @@ class SupervisionRecord:
         return self.status == FAILED
 
 
+@dataclass(frozen=True)
+class DecisionColumns:
+    """Decisions as the decision log's columns: how a supervision of a million proposals is built
+    and written, without a ``Decision``, a dict or a JSON encoder call per proposal.
+
+    ``columns`` maps log columns to one value per decision (``proposal`` and ``reasons`` as JSON
+    text), ``same`` the columns every decision shares (agent, partition, supervision, time) to
+    their one value. Together they name every column of the log but its id.
+    """
+
+    columns: Mapping[str, Sequence[object]]
+    same: Mapping[str, object] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, batch: Iterable[Decision]) -> DecisionColumns:
+        rows = [_to_row(d) for d in batch]
+        return cls({name: [row[name] for row in rows] for name in _LOGGED})
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values()), ()))
+
+    def value(self, name: str, i: int) -> object:
+        return self.same[name] if name in self.same else self.columns[name][i]
+
+    def decision(self, i: int) -> Decision:
+        """The ``i``-th decision, as it will read back from the log."""
+        row = {name: self.value(name, i) for name in _LOGGED}
+        json_columns = {name: json.loads(row[name]) for name in ("proposal", "reasons")}
+        return _from_row(SimpleNamespace(**(row | json_columns)))
+
+    def counts(self) -> Counter[str]:
+        """Decisions per verdict."""
+        if "verdict" in self.same:
+            return Counter({self.same["verdict"]: len(self)})
+        return Counter(self.columns["verdict"])
+
+    def first_to_read(self, limit: int) -> list[Decision]:
+        """The first ``limit`` decisions in reading order (``DecisionLog.first_to_read``'s, before writing)."""
+        verdicts = self.columns["verdict"] if "verdict" in self.columns else [self.same["verdict"]] * len(self)
+        found: list[int] = []
+        for verdict in sorted(READING_ORDER, key=READING_ORDER.__getitem__):
+            found += islice((i for i, v in enumerate(verdicts) if v == verdict), max(0, limit - len(found)))
+        return [self.decision(i) for i in found]
+
+
 class DecisionLog:
     """Reads and appends decisions in the control-plane store."""
 
@@ -101,23 +164,27 @@ class DecisionLog:
 
     def record(
         self,
-        batch: Iterable[Decision],
+        batch: Iterable[Decision] | DecisionColumns,
         supervision: SupervisionRecord | None = None,
         approvals: Iterable[ApprovalRequest] = (),
         actions: Iterable[OutboxEntry] = (),
     ) -> int:
         """Append one supervision atomically: its decisions, batch record, approval requests and
-        the outbox entries of the actions it approved (so no approved action is ever lost)."""
-        rows = [_to_row(d) for d in batch]
+        the outbox entries of the actions it approved (so no approved action is ever lost).
+
+        The decisions go in through the driver's bulk path (``insert_columns``), inside the same
+        SQLAlchemy transaction as the few other rows: its commit makes all of them durable, or none.
+        """
+        written = batch if isinstance(batch, DecisionColumns) else DecisionColumns.of(batch)
         with write_transaction(self._engine) as conn:
-            insert_rows(conn, decisions, rows)
+            insert_columns(conn, decisions, written.columns, written.same)
             book = ApprovalBook(self._engine)
             if supervision is not None:
                 conn.execute(supervisions.insert().values(**_supervision_row(supervision)))
                 book.supersede_older(conn, supervision.agent, supervision.partition, supervision.proposals_version)
             book.request(conn, approvals)
             Outbox(self._engine).enqueue(conn, actions)
-        return len(rows)
+        return len(written)
 
     def supervision(self, agent: str, partition: str, proposals_version: str) -> SupervisionRecord | None:
         """The latest supervision of exactly this proposals version, if any."""
@@ -207,6 +274,9 @@ class DecisionLog:
         return [_from_row(r) for r in rows]
 
 
+_LOGGED = [c.name for c in decisions.columns if c.name != "id"]
+
+
 def _to_row(d: Decision) -> dict[str, object]:
     return {
         "agent": d.agent,
@@ -216,11 +286,11 @@ def _to_row(d: Decision) -> dict[str, object]:
         "supervision_id": d.supervision_id,
         "run_id": d.run_id,
         "action": d.action,
-        "proposal": _JSON.encode(d.proposal),
+        "proposal": json_text(d.proposal),
         "rationale": d.rationale,
         "confidence": d.confidence,
         "verdict": d.verdict,
-        "reasons": _JSON.encode([r.to_json() for r in d.reasons]) if d.reasons else "[]",
+        "reasons": reasons_text(d.reasons),
         "tier": d.tier,
         "model": d.model,
         "decided_at": d.decided_at,

@@ -11,13 +11,14 @@ from __future__ import annotations
 import functools
 import io
 from collections.abc import Iterator
-from itertools import chain, islice, repeat
+from itertools import repeat
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 
+from foureyes.resources.engine import sqlite_insert_many
 from foureyes.resources.warehouse.columns import (
     BOOLEAN,
     DATE,
@@ -43,8 +44,6 @@ _EPOCH_MICROSECONDS_OLD = (
     "(EXTRACT(EPOCH FROM date_trunc('second', {0}))::int8 * 1000000 + EXTRACT(MICROSECONDS FROM {0})::int8 % 1000000)"
 )
 _CHUNK_ROWS = 65_536  # rows encoded to Python values at a time
-_SQLITE_ROWS_PER_INSERT = 64
-_SQLITE_MAX_VARIABLES = 999  # the smallest limit any SQLite build has
 _PG_TYPES = {
     INTEGER: "int8",
     FLOAT: "float8",
@@ -117,21 +116,12 @@ def _row_chunks(
 
 
 def _insert_sqlite(conn, table, partition, frame, columns) -> None:
-    """INSERTs of up to 64 rows each: SQLite's cost per statement run outweighs its cost per value.
-
-    With 64 rows per statement, 1M rows take about 40% less time than with one row per statement.
-    """
     names = [PARTITION_COLUMN, ROW_COLUMN, *(c.name for c in columns)]
-    per_insert = max(1, min(_SQLITE_ROWS_PER_INSERT, _SQLITE_MAX_VARIABLES // len(names)))
     insert = f"INSERT INTO {_qualified(conn, table)} ({', '.join(_quote(conn, n) for n in names)}) VALUES "
-    one_row = f"({', '.join('?' for _ in names)})"
     cursor = conn.connection.driver_connection.cursor()
     try:
         for size, rows in _row_chunks(partition, frame, columns, sqlite=True):
-            values = chain.from_iterable(islice(rows, size - size % per_insert))
-            batches = zip(*[values] * (per_insert * len(names)), strict=False)  # per_insert rows each
-            cursor.executemany(insert + ", ".join([one_row] * per_insert), batches)
-            cursor.executemany(insert + one_row, rows)  # the chunk's last few rows
+            sqlite_insert_many(cursor, insert, len(names), rows, size)
     finally:
         cursor.close()
 
