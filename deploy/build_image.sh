@@ -36,7 +36,11 @@ if [ "$base" = debian ]; then
 fi
 
 constraints=foureyes-constraints.txt
-[ -f "$project/$constraints" ] || constraints=constraints.txt  # foureyes' own root
+own=()
+if [ ! -f "$project/$constraints" ]; then  # foureyes' own root: the project is foureyes itself
+  constraints=constraints.txt
+  own=(--build-arg FOUREYES_REQUIREMENT= --build-arg "PROJECT_EXTRAS=[k8s]")
+fi
 offline=()
 if [ -n "${WHEELHOUSE:-}" ]; then
   mkdir -p "$WHEELHOUSE"
@@ -52,7 +56,7 @@ fi
 start=$(date +%s)
 buildah bud --layers -f "$here/Dockerfile" --ignorefile "$here/.dockerignore" \
   --build-arg PYTHON_IMAGE="$base" --build-arg CONSTRAINTS="$constraints" \
-  --build-arg LOCATION_MODULE="$module" "${offline[@]}" -t "$tag" "$project"
+  --build-arg LOCATION_MODULE="$module" "${own[@]}" "${offline[@]}" -t "$tag" "$project"
 echo "built $tag in $(($(date +%s) - start)) s"
 
 # The image as its pod runs it: its own user and environment, FOUREYES_EXECUTOR=k8s as the Helm
