@@ -27,6 +27,9 @@ from typing import Self
 
 STANDIN = "foureyes-standin"
 FINGERPRINT = "stand-in: deterministic answers from a policy, not a language model"
+#: How often the serving thread looks for a stop: ``stop`` waits for it, and the shipped code
+#: location starts and stops the stand-in with every run (socketserver's 0.5 s cost ~0.25-0.5 s each).
+STOP_POLL_S = 0.02
 UNKNOWN_TOOL, MALFORMED_JSON, STALL = "unknown_tool", "malformed_json", "stall"
 HALLUCINATED_ID, OUT_OF_POLICY = "hallucinated_id", "out_of_policy"
 
@@ -70,7 +73,9 @@ class StandinModelServer:
         self.requests: list[dict] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="standin-model", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": STOP_POLL_S}, name="standin-model", daemon=True
+        )
 
     @property
     def url(self) -> str:
