@@ -65,6 +65,13 @@ def stored_columns(frame: pd.DataFrame) -> list[StoredColumn]:
     return columns
 
 
+def _check_storable(name: str, col: pd.Series) -> None:
+    """Raise ``UnsupportedDtypeError`` if the warehouse cannot store this column faithfully."""
+    if _kind(name, col) == TEXT:
+        _refuse_nul(name, col)
+        _refuse_unencodable(name, col)
+
+
 def storable_frame(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """The frame with each column the warehouse cannot store faithfully turned into text, and why.
 
@@ -73,13 +80,11 @@ def storable_frame(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     wanted numbers. Nothing an agent proposes can stop the step that stores it.
     """
     notes, converted = [], {}
-    for name in frame.columns:
+    for name, col in frame.items():  # each column as it is: slicing a one-column frame cost more than the checks
         try:
-            (spec,) = stored_columns(frame[[name]])
-            if spec.kind == TEXT:
-                _refuse_unencodable(spec.name, frame[name])
+            _check_storable(str(name), col)
         except UnsupportedDtypeError as exc:
-            converted[name] = _as_text(frame[name])
+            converted[name] = _as_text(col)
             notes.append(f"{name} stored as text ({exc})")
     if not converted:
         return frame, notes
