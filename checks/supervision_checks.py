@@ -15,12 +15,14 @@ The agent proposals that its baseline replaced (``foureyes.checks.replaced_propo
 recorded as the rejections they are, each just before the row that stands in for it.
 """
 
+import json
 import math
 import uuid
 import warnings
 from collections.abc import Mapping, Sequence
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from foureyes.checks.integrity import INTEGRITY_RULES
@@ -37,8 +39,12 @@ from foureyes.resources.control_plane.decisions import (
     PENDING,
     REJECTED,
     Decision,
+    DecisionColumns,
     Reason,
     SupervisionRecord,
+    json_string,
+    json_text,
+    reasons_text,
 )
 from foureyes.resources.control_plane.outbox import OutboxEntry
 from foureyes.resources.control_plane.principals import agent_principal
@@ -371,51 +377,163 @@ def _decisions(
     supervision: Supervision,
     agent_run: AgentRunRecord | None,
     replaced: Mapping[object, tuple[ReplacedProposal, ...]],
-) -> list[Decision]:
-    """One decision per row, each preceded by the rejected agent proposals that row replaced."""
-    reasons = supervision.reasons()
-    run_tier = agent_run.tier if agent_run else None
+) -> DecisionColumns:
+    """One decision per row, each preceded by the rejected agent proposals that row replaced.
+
+    Built column by column from the table (a million proposals are a million string formats,
+    not a million objects): each row's proposal is its ``json_records`` dict as JSON text.
+    """
+    labels = proposals.index
     model = agent_run.model if agent_run else None
-    decisions = []
+    run_tier = agent_run.tier if agent_run else None
+    reasons = supervision.reasons()
+    reason_texts = ["[]"] * len(proposals)
+    for i in np.flatnonzero(labels.isin(list(reasons))):
+        reason_texts[i] = reasons_text(reasons[labels[i]])
+    columns: dict[str, list] = {
+        "proposal_id": _texts(proposals, "proposal_id", labels),
+        "action": _texts(proposals, "action", "unknown"),
+        "proposal": _json_texts(proposals),
+        "rationale": _texts(proposals, "rationale", ""),
+        "confidence": _finite_numbers(proposals, "confidence"),
+        "verdict": list(map(str, supervision.verdicts.to_numpy().tolist())),
+        "reasons": reason_texts,
+        "tier": _tiers(proposals, run_tier),
+        "model": [model] * len(proposals),
+    }
+    same = {
+        "agent": record.agent,
+        "partition_key": record.partition,
+        "proposals_version": record.proposals_version,
+        "supervision_id": record.supervision_id,
+        "run_id": record.run_id,
+        "decided_at": record.supervised_at,
+    }
+    if replaced:
+        columns = _with_replaced(record, labels, columns, replaced, run_tier, model)
+    return DecisionColumns(columns, same)
 
-    def decision(proposal_id: str, proposal: dict, verdict: str, why: tuple[Reason, ...], by_model: bool) -> Decision:
-        tier = proposal.get("tier")
-        return Decision(
-            agent=record.agent,
-            partition=record.partition,
-            proposal_id=proposal_id,
-            proposals_version=record.proposals_version,
-            supervision_id=record.supervision_id,
-            action=str(proposal.get("action") or "unknown"),
-            proposal=proposal,
-            rationale=str(proposal.get("rationale") or ""),
-            confidence=_finite_number(proposal.get("confidence")),
-            verdict=verdict,
-            reasons=why,
-            run_id=record.run_id,
-            tier=tier if isinstance(tier, str) and tier else run_tier,
-            model=model if by_model else None,
-            decided_at=record.supervised_at,
+
+def _with_replaced(record, labels, columns, replaced, run_tier, model) -> dict[str, list]:
+    """Put before each row the agent proposals it replaced, rejected; the row notes each and has no model."""
+    inserted: dict[int, list[dict]] = {}
+    for i in np.flatnonzero(labels.isin(list(replaced))):
+        replacing = replaced[labels[i]]
+        own_id, action = columns["proposal_id"][i], json.loads(columns["proposal"][i]).get("action")
+        filled_by = Reason(
+            FILLED_BY_BASELINE, INFO, f"replaced by the baseline's proposal {own_id} ({action}): nothing of it executes"
         )
-
-    for position, proposal, verdict in zip(
-        proposals.index, json_records(proposals), supervision.verdicts.to_numpy(), strict=True
-    ):
-        proposal_id = str(proposal.get("proposal_id") or f"row-{position}")
-        own = reasons.get(position, ())
-        replacing = replaced.get(position, ())
-        if replacing:
-            filled_by = Reason(
-                FILLED_BY_BASELINE,
-                INFO,
-                f"replaced by the baseline's proposal {proposal_id} ({proposal.get('action')}): nothing of it executes",
+        own = tuple(json.loads(columns["reasons"][i]))
+        notes = tuple(Reason(FILLED_BY_BASELINE, INFO, f"in place of the agent's {r.describe()}") for r in replacing)
+        columns["reasons"][i] = reasons_text((*(Reason(**r) for r in own), *notes))
+        columns["model"][i] = None
+        inserted[int(i)] = DecisionColumns.of(
+            Decision(
+                agent=record.agent,
+                partition=record.partition,
+                proposal_id=r.proposal_id,
+                proposals_version=record.proposals_version,
+                supervision_id=record.supervision_id,
+                action=str(r.proposal.get("action") or "unknown"),
+                proposal=dict(r.proposal),
+                rationale=str(r.proposal.get("rationale") or ""),
+                confidence=_finite_number(r.proposal.get("confidence")),
+                verdict=REJECTED,
+                reasons=(*r.reasons, filled_by),
+                run_id=record.run_id,
+                tier=_tier(r.proposal.get("tier"), run_tier),
+                model=model,
+                decided_at=record.supervised_at,
             )
-            decisions += [
-                decision(r.proposal_id, dict(r.proposal), REJECTED, (*r.reasons, filled_by), True) for r in replacing
-            ]
-            own += tuple(Reason(FILLED_BY_BASELINE, INFO, f"in place of the agent's {r.describe()}") for r in replacing)
-        decisions.append(decision(proposal_id, proposal, str(verdict), own, not replacing))
-    return decisions
+            for r in replacing
+        ).columns
+    spliced: dict[str, list] = {}
+    for name, values in columns.items():
+        out, start = [], 0
+        for i, rows in inserted.items():
+            out += values[start:i]
+            out += rows[name]
+            start = i
+        spliced[name] = out + values[start:]
+    return spliced
+
+
+def _tier(proposed: object, run_tier: str | None) -> str | None:
+    """A row's own tier (a fallback row says so), else its run's."""
+    return proposed if isinstance(proposed, str) and proposed else run_tier
+
+
+def _tiers(proposals: pd.DataFrame, run_tier: str | None) -> list[str | None]:
+    if "tier" in proposals.columns and _is_plain_text(proposals["tier"]):
+        return [v or run_tier for v in proposals["tier"].tolist()]
+    return [_tier(v, run_tier) for v in _values(proposals, "tier")]
+
+
+def _texts(proposals: pd.DataFrame, name: str, default: str | pd.Index) -> list[str]:
+    """``str(value or default)`` for each value of a column; given the index, the default is ``row-<label>``."""
+    if name in proposals.columns and _is_plain_text(proposals[name]):
+        values = proposals[name].tolist()
+        if all(values):  # nothing to replace: the common case, a million times
+            return values
+    else:
+        values = _values(proposals, name)
+    defaults = [f"row-{p}" for p in default] if isinstance(default, pd.Index) else [default] * len(values)
+    return [str(v or d) for v, d in zip(values, defaults, strict=True)]
+
+
+def _values(proposals: pd.DataFrame, name: str) -> list[object]:
+    """A column's JSON-safe values, as ``json_records`` gives them (None throughout if it is absent)."""
+    if name not in proposals.columns:
+        return [None] * len(proposals)
+    column = proposals[name]
+    if _is_plain_text(column):
+        return column.tolist()
+    return [row["v"] for row in json_records(column.to_frame("v"))]
+
+
+def _finite_numbers(proposals: pd.DataFrame, name: str) -> list[float | None]:
+    """``_finite_number`` of each value of a column, vectorised for numpy floats."""
+    column = proposals.get(name)
+    if column is not None and isinstance(column.dtype, np.dtype) and column.dtype.kind == "f":
+        values = column.to_numpy(dtype=float)
+        return np.where(np.isfinite(values), values, None).tolist()
+    return [_finite_number(v) for v in _values(proposals, name)]
+
+
+def _json_texts(proposals: pd.DataFrame) -> list[str]:
+    """Each row's JSON text: exactly ``json_text`` of its ``json_records`` dict, one template per row."""
+    names = [str(c) for c in proposals.columns]
+    if not names or len(set(names)) < len(names):  # a dict keeps one value per name: let it say which
+        return [json_text(row) for row in json_records(proposals)]
+    template = "{" + ",".join(json_text(n).replace("%", "%%") + ":%s" for n in names) + "}"
+    texts = [_json_fragments(proposals.iloc[:, i]) for i in range(proposals.shape[1])]
+    return [template % row for row in zip(*texts, strict=True)]
+
+
+def _json_fragments(column: pd.Series) -> list[str]:
+    """One column's values as the JSON text ``json_records`` then ``json_text`` would give them."""
+    if isinstance(column.dtype, np.dtype) and column.dtype.kind == "f":  # NaN is null, infinities text
+        values = column.to_numpy(dtype=float)
+        texts = np.array(list(map(float.__repr__, values.tolist())), dtype=object)
+        texts[np.isnan(values)] = "null"
+        texts[np.isposinf(values)] = '"inf"'
+        texts[np.isneginf(values)] = '"-inf"'
+        return texts.tolist()
+    if isinstance(column.dtype, np.dtype) and column.dtype.kind == "b":
+        return np.where(column.to_numpy(), "true", "false").tolist()
+    if isinstance(column.dtype, np.dtype) and column.dtype.kind in "iu":
+        return list(map(int.__repr__, column.tolist()))
+    if not _is_plain_text(column):
+        return list(map(json_text, _values(column.to_frame("v"), "v")))
+    codes, distinct = pd.factorize(column)
+    if len(distinct) > len(column) // 2:  # ids: each value once anyway
+        return list(map(json_string, column.tolist()))
+    return np.array(list(map(json_string, distinct)), dtype=object)[codes].tolist()
+
+
+def _is_plain_text(column: pd.Series) -> bool:
+    """Only strings, none missing: ``json_records`` passes these through as they are."""
+    return column.dtype == object and pd.api.types.infer_dtype(column, skipna=False) == "string"
 
 
 def _finite_number(value: object) -> float | None:
@@ -424,8 +542,15 @@ def _finite_number(value: object) -> float | None:
     return None
 
 
-def _approved_actions(decisions: list[Decision], target: str) -> list[OutboxEntry]:
+def _approved_actions(decisions: DecisionColumns, target: str) -> list[OutboxEntry]:
     """The outbox entries of approved actions, committed with their verdicts."""
+    chosen = (
+        i
+        for i, (verdict, action) in enumerate(
+            zip(decisions.columns["verdict"], decisions.columns["action"], strict=True)
+        )
+        if verdict == APPROVED and action != HOLD
+    )
     return [
         OutboxEntry(
             idempotency_key=idempotency_key(d.agent, d.partition, d.proposal_id, d.action),
@@ -438,8 +563,7 @@ def _approved_actions(decisions: list[Decision], target: str) -> list[OutboxEntr
             payload=d.proposal,
             rationale=d.rationale,
         )
-        for d in decisions
-        if d.verdict == APPROVED and d.action != HOLD
+        for d in map(decisions.decision, chosen)
     ]
 
 

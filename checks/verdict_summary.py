@@ -7,13 +7,11 @@ summary only ever touches the counts and the few rows it shows.
 
 from __future__ import annotations
 
-import heapq
-from collections import Counter
 from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from foureyes.resources.control_plane.decisions import APPROVED, PENDING, READING_ORDER, REJECTED, Decision
+from foureyes.resources.control_plane.decisions import APPROVED, PENDING, REJECTED, Decision, DecisionColumns
 from foureyes.resources.markdown import markdown_table
 
 SHOWN = 20
@@ -46,7 +44,7 @@ def verdict_summary(counts: Mapping[str, int], first: Sequence[Decision]) -> str
     )
 
 
-def summarise_decisions(decisions: Sequence[Decision], shown: int = SHOWN) -> str:
+def summarise_decisions(decisions: Sequence[Decision] | DecisionColumns, shown: int = SHOWN) -> str:
     """The summary of decisions held in memory (the supervisor's, as it records them)."""
-    first = heapq.nsmallest(shown, enumerate(decisions), key=lambda pair: (READING_ORDER[pair[1].verdict], pair[0]))
-    return verdict_summary(Counter(d.verdict for d in decisions), [d for _, d in first])
+    held = decisions if isinstance(decisions, DecisionColumns) else DecisionColumns.of(decisions)
+    return verdict_summary(held.counts(), held.first_to_read(shown))
