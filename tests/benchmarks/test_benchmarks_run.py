@@ -25,7 +25,7 @@ TOY_RUNS = {
     "overhead": ["--partitions", "2", "--warmup", "0"],
     "agents": ["--runs", "1", "--days", "1"],
 }
-USES_POSTGRES = {"warehouse", "fallback", "lineage"}
+USES_POSTGRES = {"warehouse", "fallback", "lineage", "supervisor"}
 
 
 @pytest.mark.parametrize("name", sorted(TOY_RUNS))
