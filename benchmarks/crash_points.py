@@ -72,7 +72,7 @@ FAULTS: dict[str, tuple[str, ...]] = {
     "mid warehouse write": ("warehouse_delete", "warehouse_catalog"),
     "mid supervision record": ("supervision_insert", "supervision_commit"),
     "between outbox enqueue and delivery": ("before_lease", "leased"),
-    "after the target applied, before the receipt": ("before_receipt", "tool_server_applied"),
+    "applied by the target before its receipt": ("before_receipt", "tool_server_applied"),
 }
 
 

@@ -24,6 +24,7 @@ the outbox's backoffs are over, until nothing is queued; then exactly ``--action
 applied, none twice, none queued.
 
     python benchmarks/reliability.py [--kills 100] [--actions 1000] [--engines sqlite,postgresql] [--pg-url URL]
+                                     [--faults "mid supervision record,..."] [--report-from A.json B.json]
 
 Writes ``results/reliability.md`` (and ``.json``); each goal is 0.
 """
@@ -242,12 +243,14 @@ def audit(stores: Stores, hub: PaymentsHub, book: str, generation: int, findings
         findings.note("disagreements", len(wrong), f"{book} g{generation}: {what}: {len(wrong)}")
 
 
-def crash_rounds(stores: Stores, kills: int, workdir: Path, rng: random.Random, books: list[str]) -> list[Findings]:
+def crash_rounds(
+    stores: Stores, kills: int, workdir: Path, rng: random.Random, books: list[str], faults: list[str]
+) -> list[Findings]:
     """Kill ``kills`` runs on this engine (at least), shared by the four faults; resume and check after each."""
     hub = PaymentsHub().start()
     desk = Desk(stores, hub, workdir)
     restart = InProcessDesk(stores, hub.url, timeout_s=2.0)
-    findings = {fault: Findings(fault, stores.engine) for fault in FAULTS}
+    findings = {fault: Findings(fault, stores.engine) for fault in faults}
     generation = 1
     for book in books:  # every book written once, cleanly: the "old" versions of the first round
         done = desk.run(book, generation)
@@ -256,9 +259,9 @@ def crash_rounds(stores: Stores, kills: int, workdir: Path, rng: random.Random, 
     unseen = [p for p in POINTS if not any(desk.reached[book][p] for book in books)]
     if unseen:  # the harness no longer recognises foureyes' SQL there: it would report kills it never made
         raise SystemExit(f"{stores.engine}: clean runs never reached {', '.join(unseen)}; see crash_points.py")
-    quota = -(-kills // len(FAULTS))  # each fault gets its share of the kills
+    quota = -(-kills // len(faults))  # each fault gets its share of the kills
     attempts = 0
-    while attempts < kills * 3 and (short := [f for f in FAULTS if findings[f].kills < quota]):
+    while attempts < kills * 3 and (short := [f for f in faults if findings[f].kills < quota]):
         fault = short[attempts % len(short)]
         attempts += 1
         point = rng.choice(FAULTS[fault])
@@ -425,17 +428,25 @@ def findings_from(path: Path) -> list[Findings]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=100, help="SIGKILLs per engine, spread over the four faults")
-    parser.add_argument("--actions", type=int, default=1000, help="actions through the flapping tool server")
+    parser.add_argument("--actions", type=int, default=1000, help="actions through the flapping tool server (0: none)")
     parser.add_argument("--books", type=int, default=4, help="partitions the kills are spread over")
     parser.add_argument("--engines", default="sqlite,postgresql")
     parser.add_argument("--pg-url", help="a PostgreSQL server to work in (default: the local durable one)")
     parser.add_argument("--seed", type=int, default=14)
+    parser.add_argument(
+        "--faults",
+        type=lambda text: text.split(","),
+        default=list(FAULTS),
+        help=f"which faults, comma-separated (default all: {', '.join(FAULTS)})",
+    )
     parser.add_argument("--report-from", nargs="+", type=Path, help="only write the table of these runs' JSON")
     args = parser.parse_args()
     if args.report_from:
         findings = [f for path in args.report_from for f in findings_from(path)]
         print(write_results(findings, args, seconds=0.0).read_text())
         return
+    if unknown := set(args.faults) - set(FAULTS):
+        parser.error(f"no fault {', '.join(sorted(unknown))}; the faults are: {', '.join(FAULTS)}")
     engines = args.engines.split(",")
     pg_server = args.pg_url or (start_postgres() if "postgresql" in engines else None)
     started = time.perf_counter()
@@ -445,10 +456,11 @@ def main() -> None:
             rng = random.Random(args.seed)
             stores = Stores.create(engine, Path(tmp) / "crash", pg_server)
             print(f"{engine}: {args.kills} kills over {args.books} books ...", flush=True)
-            findings += crash_rounds(stores, args.kills, Path(tmp), rng, list(_books(args.books)))
-            stores = Stores.create(engine, Path(tmp) / "flapping", pg_server)
-            print(f"{engine}: {args.actions} actions through the flapping tool server ...", flush=True)
-            findings.append(flapping_run(stores, args.actions, books=min(20, max(1, args.actions // 50))))
+            findings += crash_rounds(stores, args.kills, Path(tmp), rng, _books(args.books), args.faults)
+            if args.actions:
+                stores = Stores.create(engine, Path(tmp) / "flapping", pg_server)
+                print(f"{engine}: {args.actions} actions through the flapping tool server ...", flush=True)
+                findings.append(flapping_run(stores, args.actions, books=min(20, max(1, args.actions // 50))))
             dispose_all()
     path = write_results(findings, args, time.perf_counter() - started)
     print(path.read_text())
