@@ -20,19 +20,19 @@ import sqlalchemy as sa
 from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-import reliability  # noqa: E402 (a script's module, found beside it)
-from crash_points import FAULTS  # noqa: E402
-from tool_server import PaymentsHub  # noqa: E402
+import reliability  # a script's module, found beside it
+from crash_points import FAULTS
+from tool_server import PaymentsHub
 
 BROKEN = ("half_written", "duplicate", "lost", "stuck", "disagreements", "failed_resumes")
 BOOK = "book-00"
+SMALL = ("--kills", "4", "--actions", "50", "--books", "2")
 
 
 @pytest.mark.postgres
 def test_a_few_kills_per_fault_and_a_flapping_server_break_no_promise(tmp_path: Path, pg_server: str) -> None:
     done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "reliability.py"), "--kills", "4", "--actions", "50"]
-        + ["--books", "2", "--pg-url", pg_server],
+        [sys.executable, str(ROOT / "benchmarks" / "reliability.py"), *SMALL, "--pg-url", pg_server],
         env={**os.environ, "FOUREYES_BENCH_RESULTS": str(tmp_path)},
         cwd=tmp_path,
         capture_output=True,
