@@ -29,7 +29,7 @@ from foureyes.resources.control_plane.agent_state import LOADING, PROPOSING
 from foureyes.resources.control_plane.resource import ControlPlaneResource
 from foureyes.resources.control_plane.tool_calls import MODEL, ToolCall
 from foureyes.resources.errors import AgentDefinitionError, InputDataError
-from foureyes.resources.fallback.inputs import FallbackResource, ServedInput
+from foureyes.resources.fallback.inputs import FallbackResource, InputServer, ServedInput
 from foureyes.resources.fallback.model_chain import ModelChainResource
 from foureyes.resources.lineage.emitter import LINEAGE_HOOKS, OpenLineageResource
 from foureyes.resources.lineage.facets import AgentRunFacet
@@ -111,12 +111,14 @@ def proposals_asset(agent: Agent) -> dg.AssetsDefinition:
         models: ModelChainResource = getattr(context.resources, MODELS)
         partition = context.partition_key
         run_id = context.run.run_id
-        with control_plane.state.tracking(
-            agent.name, partition, LOADING, run_id=run_id, liveness=agent.liveness
-        ) as phase:
+        with (
+            control_plane.state.tracking(
+                agent.name, partition, LOADING, run_id=run_id, liveness=agent.liveness
+            ) as phase,
+            fallback.server(context) as inputs,  # open for the step: its judgement reads what the agent was served
+        ):
             step = open_step(context, lineage, warehouse)
-            with fallback.server(context) as inputs:
-                served = {i.name: inputs.serve(i, partition) for i in agent.inputs}
+            served = {i.name: inputs.serve(i, partition) for i in agent.inputs}
             for item in served.values():
                 record_served(step, item)
             tier, why = choose_tier(served)
@@ -136,7 +138,7 @@ def proposals_asset(agent: Agent) -> dg.AssetsDefinition:
                 proposals, tier, why = _run_agent(agent, ctx, tier, why)
                 proposals, as_text = _stamped(agent, partition, proposals, tier, served)
                 if tier != PASS_THROUGH and agent.baseline is not None:
-                    fill = _filled_in(context, agent, ctx, proposals, served)
+                    fill = _filled_in(context, agent, ctx, proposals, served, inputs)
                     if fill.rejected or fill.failure:
                         context.log.warning(f"{agent.name}: {fill.note()}")
                     if fill.filled:
@@ -227,10 +229,11 @@ def _filled_in(
     ctx: ProposalContext,
     proposals: pd.DataFrame,
     served: Mapping[str, ServedInput],
+    inputs: InputServer,
 ) -> BaselineFill:
     """The agent's proposals, with its baseline's in place of those the supervisor rejects (per entity)."""
     try:
-        supervision = _prejudged(context, agent, proposals, served)
+        supervision = _prejudged(context, agent, proposals, served, inputs)
     except Exception as exc:  # the checks will meet the same trouble, and record it
         why = f"its proposals could not be judged before they were stored ({type(exc).__name__}: {scrub(exc)})"
         return BaselineFill(proposals, failure=why)
@@ -245,14 +248,16 @@ def _filled_in(
 
 
 def _prejudged(
-    context: dg.AssetExecutionContext, agent: Agent, proposals: pd.DataFrame, served: Mapping[str, ServedInput]
+    context: dg.AssetExecutionContext,
+    agent: Agent,
+    proposals: pd.DataFrame,
+    served: Mapping[str, ServedInput],
+    inputs: InputServer,
 ) -> Supervision:
     """The verdicts the supervisor checks will give: the same supervisor, on the same partitions, before storing."""
-    fallback: FallbackResource = getattr(context.resources, FALLBACK)
     target: ActionTarget = getattr(context.resources, agent.target)
     partitions = {s.input.asset: s.served for s in served.values() if s.served}
-    with fallback.server(context) as inputs:
-        references = references_as_served(inputs, agent.supervisor_inputs, context.partition_key, partitions)
+    references = references_as_served(inputs, agent.supervisor_inputs, context.partition_key, partitions)
     return agent.supervisor.review(proposals, references, accepted_actions(agent.actions, target.actions))
 
 

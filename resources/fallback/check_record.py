@@ -143,28 +143,59 @@ class DagsterRecords:
         return [graph.get_check_spec(k) for k in graph.get(key).check_keys]
 
 
+class RunCheckEvaluations:
+    """The check evaluations of each run, read from Dagster once for as long as this object lives.
+
+    A step judges several inputs that one run made (the day's ingestion), and each input's
+    record reads the evaluations of that run and of the partition's later runs: without this,
+    the same runs' evaluations were fetched and deserialised once per input. Scope it to one
+    step (``InputServer``), never longer: a run's evaluations can still grow while it runs.
+    """
+
+    def __init__(self, instance: dg.DagsterInstance):
+        self.instance = instance
+        self._by_run: dict[str, list[tuple[float, dg.AssetCheckEvaluation, str]]] = {}
+
+    def of_run(self, run_id: str) -> list[tuple[float, dg.AssetCheckEvaluation, str]]:
+        """(timestamp, evaluation, run id) of every check evaluation the run recorded."""
+        if run_id not in self._by_run:
+            records = self.instance.get_records_for_run(
+                run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION, limit=1000
+            ).records
+            self._by_run[run_id] = [
+                (r.event_log_entry.timestamp, r.event_log_entry.dagster_event.event_specific_data, r.run_id)
+                for r in records
+            ]
+        return self._by_run[run_id]
+
+
 def current_record(
     instance: dg.DagsterInstance,
     key: dg.AssetKey,
     partition: str | None,
     declared: Iterable[dg.AssetCheckSpec] = (),
+    evaluations: RunCheckEvaluations | None = None,
 ) -> RecordedPartition | None:
     """The current materialisation of ``key[partition]`` and the checks that judged it; None if never made."""
     found = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition is not None else None),
         limit=1,
     ).records
-    return recorded(instance, key, found[0], declared) if found else None
+    return recorded(instance, key, found[0], declared, evaluations) if found else None
 
 
 def recorded(
-    instance: dg.DagsterInstance, key: dg.AssetKey, record: dg.EventLogRecord, declared: Iterable[dg.AssetCheckSpec]
+    instance: dg.DagsterInstance,
+    key: dg.AssetKey,
+    record: dg.EventLogRecord,
+    declared: Iterable[dg.AssetCheckSpec],
+    evaluations: RunCheckEvaluations | None = None,
 ) -> RecordedPartition:
     """One materialisation of ``key`` as Dagster recorded it, with the checks that judged it."""
     declared = list(declared)
     materialization = record.asset_materialization
     tags = materialization.tags or {}
-    outcomes = _outcomes(instance, key, record, declared)
+    outcomes = _outcomes(instance, key, record, declared, evaluations or RunCheckEvaluations(instance))
     blocking_declared = [s.key.name for s in declared if s.blocking]
     unchecked = tuple(name for name in blocking_declared if name not in outcomes)
     return RecordedPartition(
@@ -192,7 +223,11 @@ def _upstream(tags: Mapping[str, str]) -> tuple[UpstreamRead, ...]:
 
 
 def _outcomes(
-    instance: dg.DagsterInstance, key: dg.AssetKey, record: dg.EventLogRecord, declared: list[dg.AssetCheckSpec]
+    instance: dg.DagsterInstance,
+    key: dg.AssetKey,
+    record: dg.EventLogRecord,
+    declared: list[dg.AssetCheckSpec],
+    evaluations: RunCheckEvaluations,
 ) -> dict[str, CheckOutcome]:
     """The latest evaluation of each check that targeted this materialisation, by check name."""
     found: dict[str, tuple[float, CheckOutcome]] = {}
@@ -215,11 +250,8 @@ def _outcomes(
         )
         runs += [r.dagster_run.run_id for r in later if r.dagster_run.run_id != record.run_id]
     for run_id in runs:
-        for event in instance.get_records_for_run(
-            run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION, limit=1000
-        ).records:
-            entry = event.event_log_entry
-            keep(entry.timestamp, entry.dagster_event.event_specific_data, event.run_id)
+        for at, evaluation, by_run in evaluations.of_run(run_id):
+            keep(at, evaluation, by_run)
     for spec in declared:  # its history also holds what those runs do not: runless reports, runs past LATER_RUNS
         latest = _latest_for(instance, spec.key, record)
         if latest is not None:

@@ -34,6 +34,7 @@ from foureyes.resources.fallback.check_record import (
     PASSED,
     CheckOutcome,
     RecordedPartition,
+    RunCheckEvaluations,
     current_record,
 )
 from foureyes.resources.lineage.names import DatasetName, code_location_of, dataset_of
@@ -139,18 +140,29 @@ class Resolution:
 
 
 class LastKnownGood:
-    """Finds the partition to serve: the requested one if it qualifies, else the newest earlier one that does."""
+    """Finds the partition to serve: the requested one if it qualifies, else the newest earlier one that does.
 
-    def __init__(self, instance: dg.DagsterInstance, asset_graph, look_back: int = 60):
+    ``evaluations`` shares the runs' check evaluations between lookups; only for lookups that
+    judge one moment of the record (one step), as ``InputServer`` does.
+    """
+
+    def __init__(
+        self,
+        instance: dg.DagsterInstance,
+        asset_graph,
+        look_back: int = 60,
+        evaluations: RunCheckEvaluations | None = None,
+    ):
         self.instance = instance
         self.graph = asset_graph
         self.look_back = look_back
+        self.evaluations = evaluations
 
     def resolve(self, spec: AssetInput, partition: str | None) -> Resolution:
         node = self.node(spec.key)
         declared = [self.graph.get_check_spec(k) for k in node.check_keys]
         if node.partitions_def is None:
-            record = current_record(self.instance, spec.key, None, declared)
+            record = current_record(self.instance, spec.key, None, declared, self.evaluations)
             why = _why_not(record, spec)
             if why:
                 return Resolution(UNPARTITIONED, None, None, reason=f"{why}; nothing older")
@@ -165,7 +177,7 @@ class LastKnownGood:
             if age == 1:
                 materialized = self.instance.get_materialized_partitions(spec.key)
             made = materialized is None or candidate in materialized
-            record = current_record(self.instance, spec.key, candidate, declared) if made else None
+            record = current_record(self.instance, spec.key, candidate, declared, self.evaluations) if made else None
             problem = _why_not(record, spec)
             if age == 0:
                 why = problem and f"requested partition {problem}"
@@ -201,7 +213,13 @@ class LastKnownGood:
 
 
 class InputServer:
-    """Resolves and loads input partitions for one step, through the code location's IO managers."""
+    """Resolves and loads input partitions for one step, through the code location's IO managers.
+
+    Within the step each partition is loaded once, and each run's check evaluations read once:
+    the agent is served its inputs, and its proposals are judged on the same partitions before
+    they are stored. A later read gets a copy of the partition as it was loaded, whatever an
+    earlier reader (the agent) did to its own.
+    """
 
     def __init__(self, context: dg.OpExecutionContext, look_back: int, code_location: str, stack: ExitStack):
         self._context = context
@@ -210,8 +228,9 @@ class InputServer:
         self._stack = stack
         self._repository = _repository_of(context)
         graph = self._repository.asset_graph if self._repository else context.job_def.asset_layer.asset_graph
-        self._judge = LastKnownGood(self._instance, graph, look_back)
+        self._judge = LastKnownGood(self._instance, graph, look_back, RunCheckEvaluations(self._instance))
         self._loader = None
+        self._loaded: dict[tuple[dg.AssetKey, str | None], pd.DataFrame] = {}
 
     def serve(self, spec: AssetInput, partition: str | None) -> ServedInput:
         """The requested partition of an input, or the last known good one, loaded and described."""
@@ -242,6 +261,16 @@ class InputServer:
     # -- internals -------------------------------------------------------------------------
 
     def _load(self, key: dg.AssetKey, partition: str | None) -> pd.DataFrame:
+        """A partition loaded once per step (``_loaded`` keeps it as loaded), copied for every later reader."""
+        kept = self._loaded.get((key, partition))
+        if kept is not None:
+            return kept.copy()
+        frame = self._read(key, partition)
+        if isinstance(frame, pd.DataFrame):
+            self._loaded[(key, partition)] = frame.copy()
+        return frame
+
+    def _read(self, key: dg.AssetKey, partition: str | None) -> pd.DataFrame:
         """Through the asset's own IO manager: the code location's loader, or (in process) the step's resource."""
         if self._repository is not None:
             if self._loader is None:
@@ -254,15 +283,35 @@ class InputServer:
                 f"cannot load {key.to_user_string()} in this in-process run: its IO manager "
                 f"'{node.io_manager_key}' is not a resource of the step (run it through the dagster CLI or daemon)"
             )
-        context = dg.build_input_context(
+        return io_manager.load_input(self._input_context(key, partition, node))
+
+    def _input_context(self, key: dg.AssetKey, partition: str | None, node) -> dg.InputContext:
+        """The context an IO manager loads with, holding the step's own resources, log and instance.
+
+        Not ``build_input_context``/``build_output_context``: given no built resources, each
+        context builds an empty set inside a new ephemeral Dagster instance (in-memory storages,
+        migrations stamped: ~0.1-0.2 s apiece, two per load), which was most of an agent step.
+        """
+        resources = self._context.resources
+        upstream = dg.build_output_context(
+            asset_key=key, definition_metadata=dict(node.metadata), resources=resources, instance=self._instance
+        )
+        partitions_def = node.partitions_def
+        return dg.InputContext(
             asset_key=key,
             partition_key=partition,
-            asset_partitions_def=node.partitions_def,
-            upstream_output=dg.build_output_context(asset_key=key, definition_metadata=dict(node.metadata)),
+            asset_partitions_def=partitions_def,
+            asset_partitions_subset=(
+                partitions_def.subset_with_partition_keys([partition])
+                if partitions_def is not None and partition is not None
+                else None
+            ),
+            upstream_output=upstream,
             dagster_type=ANY_INPUT,
+            resources=resources,
+            log_manager=self._context.log,
             instance=self._instance,
         )
-        return io_manager.load_input(context)
 
 
 def _repository_of(context: dg.OpExecutionContext):
