@@ -19,6 +19,7 @@ from itertools import chain, islice, repeat
 from pathlib import Path
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
 from foureyes.resources.errors import ConfigurationError, StoreUnavailableError
@@ -64,6 +65,25 @@ def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
     """One transaction that takes the write lock up front on SQLite; commit or roll back."""
     with engine.execution_options(**{_WRITE_OPTION: True}).begin() as conn:
         yield conn
+
+
+def keyed_insert(conn: sa.Connection, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
+    """The dialect's INSERT, which can say what happens ON CONFLICT: one statement per keyed write.
+
+    Two runs racing on a new key (a backfill overlapping a sensor's runs) both find no row;
+    "select, then insert" (or "update, then insert") fails the second on the primary key,
+    where one INSERT ... ON CONFLICT waits for the first and then takes or keeps its row.
+    """
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    if conn.dialect.name == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"foureyes' stores are SQLite or PostgreSQL, not {conn.dialect.name}")
+
+
+def insert_ignoring_duplicates(conn: sa.Connection, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT that leaves a row whose primary key is taken as it is (see ``keyed_insert``)."""
+    return keyed_insert(conn, table).on_conflict_do_nothing(index_elements=[c.name for c in table.primary_key])
 
 
 def insert_rows(conn: sa.Connection, table: sa.Table, rows: list[dict[str, object]]) -> None:

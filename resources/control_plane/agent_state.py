@@ -20,10 +20,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from foureyes.resources.control_plane.schema import heartbeats
-from foureyes.resources.engine import as_utc, write_transaction
+from foureyes.resources.engine import as_utc, keyed_insert, write_transaction
 from foureyes.resources.redaction import scrub
 
 IDLE, LOADING, PROPOSING, SUPERVISING, EXECUTING = "idle", "loading_inputs", "proposing", "supervising", "executing"
@@ -161,7 +160,7 @@ class AgentStateBook:
         }
         with write_transaction(self._engine) as conn:
             conn.execute(
-                _upsert(conn)
+                keyed_insert(conn, heartbeats)  # the first reports of two runs of one partition race
                 .values(agent=agent, partition_key=partition, **row)
                 .on_conflict_do_update(index_elements=[heartbeats.c.agent, heartbeats.c.partition_key], set_=row)
             )
@@ -208,14 +207,6 @@ class AgentStateBook:
             )
             for r in rows
         ]
-
-
-def _upsert(conn: sa.Connection) -> postgresql.Insert | sqlite.Insert:
-    """One statement that inserts or replaces a row: the first reports of two runs of one agent
-    partition race (both find no row, both insert), and an update-then-insert fails the second
-    on the primary key."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(heartbeats)
 
 
 def duration(delta: dt.timedelta) -> str:

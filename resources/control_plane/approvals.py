@@ -35,12 +35,13 @@ from foureyes.resources.control_plane.principal_book import Principal, Principal
 from foureyes.resources.control_plane.principals import SYSTEM, ApprovalError, check_voter, identity_key, principal
 from foureyes.resources.control_plane.receipts import idempotency_key
 from foureyes.resources.control_plane.schema import approval_votes, approvals, supervisions
-from foureyes.resources.engine import as_utc, write_transaction
+from foureyes.resources.engine import as_utc, insert_ignoring_duplicates, write_transaction
 
 PENDING, APPROVED, REJECTED, EXPIRED, SUPERSEDED = "pending", "approved", "rejected", "expired", "superseded"
 STATUSES = (PENDING, APPROVED, REJECTED, EXPIRED, SUPERSEDED)
 APPROVE, REJECT = "approve", "reject"
 _CAS_TRIES = 5
+_ROWS_PER_INSERT = 500  # 18 values a row: within SQLite's limit of 32,766 parameters a statement
 MIN_DIGEST = 8  # the shortest digest prefix a reviewer may quote
 
 
@@ -173,20 +174,16 @@ class ApprovalBook:
         self._engine = engine
 
     def request(self, conn: sa.Connection, requests: Iterable[ApprovalRequest]) -> int:
-        """Open approvals inside the caller's transaction; an existing one is kept as it is."""
-        rows = list({r.approval_id: r for r in requests}.values())
-        if not rows:
-            return 0
-        known = set(
-            conn.execute(
-                sa.select(approvals.c.approval_id).where(approvals.c.approval_id.in_([r.approval_id for r in rows]))
-            ).scalars()
-        )
-        new = [r for r in rows if r.approval_id not in known]
-        if new:
-            now = dt.datetime.now(dt.UTC)
-            conn.execute(
-                approvals.insert(),
+        """Open approvals inside the caller's transaction; an existing one is kept as it is.
+
+        One statement per batch, so two supervisions of the same version racing on the same
+        approvals both commit: the second waits for the first, then keeps its rows.
+        """
+        new = list({r.approval_id: r for r in requests}.values())
+        now = dt.datetime.now(dt.UTC)
+        opened = 0
+        for start in range(0, len(new), _ROWS_PER_INSERT):
+            insert = insert_ignoring_duplicates(conn, approvals).values(
                 [
                     {
                         "approval_id": r.approval_id,
@@ -208,10 +205,11 @@ class ApprovalBook:
                         "expires_at": r.expires_at,
                         "run_id": r.run_id,
                     }
-                    for r in new
-                ],
+                    for r in new[start : start + _ROWS_PER_INSERT]
+                ]
             )
-        return len(new)
+            opened += len(conn.execute(insert.returning(approvals.c.approval_id)).all())
+        return opened
 
     def decide(
         self,

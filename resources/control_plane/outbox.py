@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from foureyes.resources.control_plane.schema import outbox, receipts
-from foureyes.resources.engine import as_utc, write_transaction
+from foureyes.resources.engine import as_utc, keyed_insert, write_transaction
 from foureyes.resources.errors import FoureyesError
 from foureyes.resources.redaction import scrub
 
@@ -38,6 +38,7 @@ STATUSES = (QUEUED, DELIVERING, DELIVERED, FAILED, CANCELLED, IN_DOUBT)
 BACKOFF_BASE = dt.timedelta(seconds=30)
 BACKOFF_MAX = dt.timedelta(hours=1)
 LEASE = dt.timedelta(minutes=10)
+_ROWS_PER_INSERT = 500  # 13 values a row: within SQLite's limit of 32,766 parameters a statement
 
 
 @dataclass(frozen=True)
@@ -90,13 +91,16 @@ class Outbox:
         self._engine = engine
 
     def enqueue(self, conn: sa.Connection, entries: Iterable[OutboxEntry]) -> int:
-        """Queue actions inside the caller's (verdict's) transaction; a key already queued is kept."""
+        """Queue actions inside the caller's (verdict's) transaction; how many were queued.
+
+        A key in flight, delivered or settled is kept as it is, and so is one queued by the same
+        proposals version: the same action is never queued twice. A key cancelled (superseded
+        before it was ever sent) or still queued by an older version takes the arguments of the
+        version approving it now: an action approved again must not stay cancelled, nor be
+        cancelled later as the older version's. One statement per batch, so two supervisions of
+        a partition racing on the same keys both commit (the second waits, then keeps the rows).
+        """
         rows = {e.idempotency_key: e for e in entries}
-        if not rows:
-            return 0
-        known = set(
-            conn.execute(sa.select(outbox.c.idempotency_key).where(outbox.c.idempotency_key.in_(list(rows)))).scalars()
-        )
         now = _now()
         new = [
             {
@@ -114,12 +118,33 @@ class Outbox:
                 "next_attempt_at": now,
                 "created_at": now,
             }
-            for key, e in rows.items()
-            if key not in known
+            for e in rows.values()
         ]
-        if new:
-            conn.execute(outbox.insert(), new)
-        return len(new)
+        queued = 0
+        for start in range(0, len(new), _ROWS_PER_INSERT):
+            insert = keyed_insert(conn, outbox).values(new[start : start + _ROWS_PER_INSERT])
+            requeued = {
+                column: insert.excluded[column]
+                for column in ("proposal_id", "proposals_version", "action", "target", "payload", "rationale")
+            }
+            statement = insert.on_conflict_do_update(
+                index_elements=[outbox.c.idempotency_key],
+                set_={
+                    **requeued,
+                    "status": QUEUED,
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "last_error": None,
+                    "lease_until": None,
+                    "run_id": None,
+                },
+                where=sa.or_(
+                    outbox.c.status == CANCELLED,
+                    sa.and_(outbox.c.status == QUEUED, outbox.c.proposals_version != insert.excluded.proposals_version),
+                ),
+            )
+            queued += len(conn.execute(statement.returning(outbox.c.idempotency_key)).all())
+        return queued
 
     def lease(
         self,

@@ -12,10 +12,9 @@ import datetime as dt
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from foureyes.resources.control_plane.schema import circuit_breakers
-from foureyes.resources.engine import as_utc, write_transaction
+from foureyes.resources.engine import as_utc, keyed_insert, write_transaction
 
 CLOSED, OPEN = "closed", "open"
 
@@ -87,9 +86,8 @@ class CircuitBreakers:
         """
         changed = {"last_error": (error or "")[:500] or None, "updated_at": dt.datetime.now(dt.UTC)}
         with write_transaction(self._engine) as conn:
-            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
             conn.execute(
-                dialect.insert(circuit_breakers)
+                keyed_insert(conn, circuit_breakers)
                 .values(backend=backend, **first, **changed)
                 .on_conflict_do_update(index_elements=[circuit_breakers.c.backend], set_={**then, **changed})
             )

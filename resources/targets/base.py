@@ -27,9 +27,8 @@ from typing import ClassVar
 import dagster as dg
 import sqlalchemy as sa
 from pydantic import Field
-from sqlalchemy.dialects import postgresql, sqlite
 
-from foureyes.resources.engine import engine_for, write_transaction
+from foureyes.resources.engine import engine_for, insert_ignoring_duplicates, write_transaction
 from foureyes.resources.lineage.emitter import LineageDataset
 from foureyes.resources.warehouse.schema_memory import SchemaMemory
 from foureyes.resources.warehouse.store import SqlWarehouseResource
@@ -125,7 +124,7 @@ class SqlBooksTarget(ActionTarget):
             with write_transaction(engine) as conn:
                 if _BOOKS.columns(store, self.table) is None:
                     books.create(conn, checkfirst=True)
-                insert = _insert_ignoring_duplicates(conn, books).values(**row)
+                insert = insert_ignoring_duplicates(conn, books).values(**row)
                 booked = conn.execute(insert.returning(books.c.idempotency_key)).first() is not None
             _BOOKS.remember(store, self.table)  # committed: the table exists
             return booked
@@ -165,11 +164,3 @@ def _books_table(name: str) -> sa.Table:
         sa.Column("rationale", sa.Text, nullable=False),
         sa.Column("booked_at", sa.DateTime(timezone=True), nullable=False),
     )
-
-
-def _insert_ignoring_duplicates(conn: sa.Connection, table: sa.Table):
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing(index_elements=["idempotency_key"])
-    if conn.dialect.name == "sqlite":
-        return sqlite.insert(table).on_conflict_do_nothing(index_elements=["idempotency_key"])
-    raise NotImplementedError(f"SqlBooksTarget supports sqlite and postgresql, not {conn.dialect.name}")

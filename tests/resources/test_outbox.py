@@ -302,3 +302,40 @@ def test_an_entry_reads_as_json_with_its_times_in_iso_format(control):
         "late",
         DELIVERED,
     )
+
+
+def _approved_again(entry: OutboxEntry) -> OutboxEntry:
+    """The same action (same key), approved by a newer proposals version with other arguments."""
+    return replace(entry, proposals_version="v2", payload={"portfolio_id": "P1", "qty": 5}, rationale="re-run")
+
+
+def test_an_action_cancelled_as_superseded_and_approved_again_is_queued_again_with_the_new_arguments(control):
+    _enqueue(control, _entry())
+    control.outbox.cancel("k1", "superseded by proposals version v2")
+    assert _enqueue(control, _approved_again(_entry())) == 1
+    entry = control.outbox.get("k1")
+    assert (entry.status, entry.proposals_version, entry.payload["qty"], entry.attempts) == (QUEUED, "v2", 5, 0)
+    assert (entry.last_error, entry.lease_until, entry.rationale) == (None, None, "re-run")
+
+
+def test_an_action_still_queued_by_an_older_version_takes_the_version_approving_it_now(control):
+    _enqueue(control, _entry())
+    _set(control, "k1", attempts=2, last_error="503", next_attempt_at=T0 + dt.timedelta(hours=1))
+    assert _enqueue(control, _approved_again(_entry())) == 1  # else the executor would cancel it as v1's
+    entry = control.outbox.get("k1")
+    assert (entry.status, entry.proposals_version, entry.payload["qty"]) == (QUEUED, "v2", 5)
+
+
+@pytest.mark.parametrize("status", [DELIVERING, DELIVERED, IN_DOUBT, FAILED])
+def test_an_action_in_flight_or_settled_is_never_queued_again(control, status):
+    _enqueue(control, _entry())
+    _set(control, "k1", status=status, attempts=1, lease_until=T0)
+    assert _enqueue(control, _approved_again(_entry())) == 0
+    entry = control.outbox.get("k1")
+    assert (entry.status, entry.proposals_version, entry.payload["qty"], entry.attempts) == (status, "v1", 3, 1)
+
+
+def test_a_supervision_queues_more_actions_than_one_statement_holds(control):
+    keys = [f"k{i:05d}" for i in range(1234)]
+    assert _enqueue(control, *(_entry(key, proposal=key) for key in keys)) == len(keys)
+    assert [e.idempotency_key for e in control.outbox.find(status=QUEUED)] == sorted(keys)
