@@ -13,7 +13,9 @@ import dagster as dg
 from foureyes.resources.control_plane.agent_state import Liveness
 from tests.integration.toy_desk import desk, momentum_trader, run_desk
 
-LIVENESS = Liveness(stuck_after=dt.timedelta(seconds=6), beat_every=dt.timedelta(milliseconds=200))
+# Long enough that no loaded machine outlives it by accident: the test moves the phase's start back
+# instead of waiting. A beat every 2 s makes it silent 8 s after its process dies.
+LIVENESS = Liveness(stuck_after=dt.timedelta(minutes=10), beat_every=dt.timedelta(seconds=2))
 
 
 def hangs(ctx):
