@@ -15,7 +15,9 @@ run. The metadata's authorization server is, by default, this server's own origi
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
+import sys
 from collections.abc import Callable
 
 import anyio
@@ -72,7 +74,19 @@ def build_server(
 def serve_stdio(location: CodeLocation, control: ControlPlaneResource) -> None:
     """Serve on stdin/stdout as the environment's principal (nothing else may write to stdout)."""
     principal = control.principals.from_environment()
-    anyio.run(build_server(location, control, lambda: principal, MCP_STDIO).run_stdio_async)
+    try:
+        anyio.run(build_server(location, control, lambda: principal, MCP_STDIO).run_stdio_async)
+    except* (BrokenPipeError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+        _the_client_hung_up()
+
+
+def _the_client_hung_up() -> None:
+    """A client that closes its end mid-session ends the session; it is not an error of the server.
+
+    Whatever is still buffered for it has nowhere to go: stdout points at /dev/null from here, so
+    the interpreter's last flush does not report the closed pipe either.
+    """
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def http_app(location: CodeLocation, control: ControlPlaneResource, host: str, port: int, issuer_url: str | None):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -58,3 +59,29 @@ def test_over_stdio_a_token_that_is_not_valid_stops_the_server_before_it_serves(
 )  # fmt: skip
 def test_only_loopback_addresses_count_as_loopback(host, loopback):
     assert is_loopback(host) is loopback
+
+
+def test_over_stdio_a_client_that_hangs_up_mid_session_ends_it_quietly(tmp_path):
+    code = "from foureyes.cli.main import main\nmain(['mcp'])"
+    server = subprocess.Popen(
+        [sys.executable, "-c", code],
+        env=environment_without(("FOUREYES_", "DAGSTER_HOME")) | {"FOUREYES_HOME": str(tmp_path)},
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    hello = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+    requests = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+    ]
+    server.stdin.write(b"".join(json.dumps(r).encode() + b"\n" for r in requests))
+    server.stdin.flush()
+    assert json.loads(server.stdout.readline())["id"] == 1  # it serves
+    server.stdout.close()  # the client stops reading, then asks for more than fits a pipe
+    asks = [{"jsonrpc": "2.0", "id": n, "method": "tools/list"} for n in range(2, 40)]
+    server.stdin.write(b"".join(json.dumps(r).encode() + b"\n" for r in asks))
+    server.stdin.close()
+    assert server.wait(timeout=120) == 0
+    assert server.stderr.read().decode() == ""
