@@ -153,7 +153,12 @@ if TYPE_CHECKING:
     from foureyes.standin_model import StandinModelServer
 
 
-__getattr__, __dir__ = lazy_exports(__name__, globals(), _PUBLIC)
+_EXTRAS = {  # names that need an optional extra: the module it installs
+    "pydantic_ai_propose": "pydantic_ai",
+    "langgraph_propose": "langgraph",
+    "interrupt_approval": "langgraph",
+}
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _PUBLIC, _EXTRAS)
 
 from foureyes.resources.lineage import register_transport  # noqa: E402 (the public names come first)
 

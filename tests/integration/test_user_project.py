@@ -204,6 +204,22 @@ def test_the_agent_component_is_a_dg_plugin(tmp_path):
     assert broken.returncode != 0 and "actions" in broken.stdout + broken.stderr
 
 
+def test_dg_finds_the_component_when_the_optional_extras_are_not_installed(tmp_path):
+    """`pip install 'foureyes[dg]'` alone: dg reads every name of the package, the adapters too."""
+    root, env = _copy_project(tmp_path, "http://127.0.0.1:9")
+    hidden = tmp_path / "without_extras"
+    hidden.mkdir()
+    absent = ("pydantic_ai", "langgraph", "langchain_core")
+    (hidden / "sitecustomize.py").write_text(f"import sys\nsys.modules.update(dict.fromkeys({absent!r}))\n")
+    env["PYTHONPATH"] = f"{hidden}:{env['PYTHONPATH']}"
+    project = Project(root, env, ToolServer(), status_before_any_run="")
+    listed = project.run("dg", "list", "components")
+    assert listed.returncode == 0 and "foureyes.AgentComponent" in listed.stdout, listed.stderr[-2000:]
+    probe = "import foureyes; foureyes.langgraph_propose"
+    asked = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=False)
+    assert asked.returncode == 1 and "pip install 'foureyes[langgraph]'" in asked.stderr  # asked for: named
+
+
 def test_the_readmes_add_foureyes_to_your_project_runs_as_written(tmp_path):
     readme = (ROOT / "README.md").read_text()
     section = readme[
