@@ -107,8 +107,13 @@ def test_trace_of_something_never_built_is_one_clear_line(demo_home):
     ]
 
 
-def test_a_bad_fault_spec_is_one_clear_line(tmp_path):
-    done = _cli("demo", "--fault", "vendor_prices:2026-11-18=gremlins", home=tmp_path)
+@pytest.mark.parametrize("given_as", ["option", "setting"])
+def test_a_bad_fault_spec_is_one_clear_line(given_as, tmp_path):
+    spec = "vendor_prices:2026-11-18=gremlins"
+    if given_as == "option":
+        done = _cli("demo", "--fault", spec, home=tmp_path)
+    else:  # the README's FOUREYES_FAULTS=... make demo
+        done = _cli("demo", home=tmp_path, FOUREYES_FAULTS=spec)
     assert done.returncode == 1
     assert "Error: unknown fault 'gremlins'; valid faults: missing, nan_prices" in done.stderr
 

@@ -34,7 +34,9 @@ def _date(ctx: click.Context, param: click.Parameter, value: str) -> str:
     "faults",
     default="vendor_prices:2026-11-18=outliers",
     show_default=True,
-    help="Faults to inject, 'asset:partition=kind;...' ('' for none).",
+    envvar="FOUREYES_FAULTS",
+    show_envvar=True,
+    help="Faults to inject, 'asset:partition=kind;...' (--fault '' for none).",
 )
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def demo(days: int, end: str, faults: str, fmt: str) -> None:
