@@ -37,10 +37,9 @@ from foureyes.resources.fallback.check_record import (
     RunCheckEvaluations,
     current_record,
 )
-from foureyes.resources.lineage.names import DatasetName, code_location_of, dataset_of
+from foureyes.resources.lineage.names import UNPARTITIONED, DatasetName, code_location_of, dataset_of
 from foureyes.resources.warehouse.versions import dataset_version
 
-UNPARTITIONED = "__all__"
 # How Dagster's own asset value loader types a loaded input: ``Any``, so that an IO manager with
 # several (or typed) handlers — DuckDB's, Snowflake's — loads its default type, as it does in a
 # code location. Typed ``object``, such an IO manager finds no handler and fails.

@@ -17,6 +17,7 @@ NAMESPACE_METADATA_KEY = "foureyes/dataset_namespace"
 NAME_METADATA_KEY = "foureyes/dataset_name"
 DAGSTER_SCHEME = "dagster://"
 DEFAULT_CODE_LOCATION = "foureyes"  # names what runs in process, outside any code location
+UNPARTITIONED = "__all__"  # the partition key of a dataset that has none: the whole of it
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from foureyes.resources.engine import (
     sqlite_timestamp,
     write_transaction,
 )
+from foureyes.resources.lineage.names import UNPARTITIONED
 
 INPUT, OUTPUT = "input", "output"
 
@@ -54,6 +55,17 @@ class StoredEvent:
 
     def datasets(self, direction: str) -> list[dict]:
         return list(self.payload.get("inputs" if direction == INPUT else "outputs") or [])
+
+
+def _partition_is(column: sa.ColumnElement, partition: str | None) -> sa.ColumnElement[bool]:
+    """Rows of ``partition``; for the whole dataset (None or ``UNPARTITIONED``) both of its spellings.
+
+    foureyes' own events name the whole of an unpartitioned dataset ``UNPARTITIONED``; an event
+    from elsewhere that names no partition is indexed with none (NULL). Either is the whole.
+    """
+    if partition in (None, UNPARTITIONED):
+        return sa.or_(column == UNPARTITIONED, column.is_(None))
+    return column == partition
 
 
 def dataset_refs(event: Mapping) -> list[DatasetRef]:
@@ -230,7 +242,7 @@ class LineageStore:
                 d.c.namespace == namespace,
                 d.c.name == name,
                 d.c.direction == direction,
-                d.c.partition_key == partition if partition is not None else d.c.partition_key.is_(None),
+                _partition_is(d.c.partition_key, partition),
                 e.c.event_type.in_(types),
             )
             .order_by(order)

@@ -32,13 +32,12 @@ from foureyes.resources.engine import (
     write_transaction,
 )
 from foureyes.resources.errors import ConfigurationError, PartitionNotFoundError, SchemaConflictError
-from foureyes.resources.lineage.names import NAME_METADATA_KEY, NAMESPACE_METADATA_KEY, DatasetName
+from foureyes.resources.lineage.names import NAME_METADATA_KEY, NAMESPACE_METADATA_KEY, UNPARTITIONED, DatasetName
 from foureyes.resources.warehouse.bulk_load import PARTITION_COLUMN, ROW_COLUMN, insert_partition, select_partition
 from foureyes.resources.warehouse.columns import SQL_TYPES, StoredColumn, kind_of_sql_type, stored_columns
 from foureyes.resources.warehouse.schema_memory import SchemaMemory
 from foureyes.resources.warehouse.versions import dataset_version
 
-UNPARTITIONED = "__all__"
 CATALOG_TABLE = "foureyes_partitions"
 VERSION_METADATA_KEY = "foureyes/dataset_version"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")

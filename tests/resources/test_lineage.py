@@ -1,10 +1,14 @@
 """OpenLineage from inside steps: valid events with partitions and versions, never a failed asset."""
 
 import logging
+import uuid
 
 import dagster as dg
 import pandas as pd
 import pytest
+from openlineage.client.event_v2 import Job, OutputDataset, Run, RunEvent, RunState
+from openlineage.client.facet_v2 import base_subset_dataset
+from openlineage.client.serde import Serde
 
 from foureyes.observe.step_lineage import open_step, read_recorded
 from foureyes.resources.control_plane.resource import ControlPlaneResource
@@ -150,3 +154,35 @@ def test_disabled_lineage_emits_nothing(db_url):
 def test_partitions_of_events_from_other_producers_are_indexed(subset, expected):
     event = {"inputs": [{"namespace": "s3://bucket", "name": "raw", "inputFacets": {"subset": subset}}]}
     assert [r.partition for r in dataset_refs(event)] == expected
+
+
+def _completed(job: str, partition: str | None) -> dict:
+    """A COMPLETE event writing dbt's daily_pnl: one partition of it, or (None) naming none."""
+    facets = {}
+    if partition is not None:
+        condition = base_subset_dataset.PartitionSubsetCondition(
+            partitions=[base_subset_dataset.Partition(identifier=partition, dimensions={"partition_key": partition})]
+        )
+        facets["subset"] = base_subset_dataset.OutputSubsetOutputDatasetFacet(outputCondition=condition)
+    event = RunEvent(
+        eventType=RunState.COMPLETE,
+        eventTime="2026-11-20T18:00:00.000Z",
+        run=Run(runId=str(uuid.uuid4())),
+        job=Job(namespace="elsewhere", name=job),
+        producer="https://example.org/elsewhere",
+        outputs=[OutputDataset(namespace="dbt", name="daily_pnl", outputFacets=facets)],
+    )
+    return Serde.to_dict(event)
+
+
+@pytest.mark.parametrize("asked_as", [None, "__all__"])
+def test_the_whole_of_a_dataset_is_found_however_its_writer_named_it(db_url, asked_as):
+    """An outside job names no partition; foureyes names the whole dataset ``__all__``: both are the whole."""
+    store = ControlPlaneResource(url=db_url).lineage_store
+    events = [_completed("theirs", None), _completed("ours", "__all__"), _completed("a_day", "2026-11-20")]
+    assert_valid_openlineage(events)
+    for event in events:
+        store.add(event)
+    found = store.writers_of("dbt", "daily_pnl", asked_as)
+    assert sorted(e.payload["job"]["name"] for e in found) == ["ours", "theirs"]  # not the day's partition
+    assert [e.payload["job"]["name"] for e in store.writers_of("dbt", "daily_pnl", "2026-11-20")] == ["a_day"]
