@@ -29,6 +29,7 @@ _WRITE_OPTION = "foureyes_write"
 _COPY_FROM = 200  # below this many rows, COPY's own round trips cost more than one INSERT batch
 _SQLITE_ROWS_PER_INSERT = 64
 _SQLITE_MAX_VARIABLES = 999  # the smallest limit any SQLite build has
+_POSTGRES_MAX_PARAMETERS = 65_535  # the wire protocol's limit on one statement's parameters
 _engines: dict[str, sa.Engine] = {}
 _lock = threading.Lock()
 
@@ -84,6 +85,20 @@ def keyed_insert(conn: sa.Connection, table: sa.Table) -> postgresql.Insert | sq
 def insert_ignoring_duplicates(conn: sa.Connection, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
     """An INSERT that leaves a row whose primary key is taken as it is (see ``keyed_insert``)."""
     return keyed_insert(conn, table).on_conflict_do_nothing(index_elements=[c.name for c in table.primary_key])
+
+
+def statement_batches(conn: sa.Connection, rows: Sequence[dict[str, object]]) -> Iterator[Sequence[dict[str, object]]]:
+    """``rows`` in slices that each fit one multi-row ``VALUES`` statement of the dialect.
+
+    A keyed write of many rows is one statement per slice; the slice is sized by the parameter
+    limit of the smallest SQLite build or of PostgreSQL's protocol, so no store refuses it.
+    """
+    if not rows:
+        return
+    limit = _SQLITE_MAX_VARIABLES if conn.dialect.name == "sqlite" else _POSTGRES_MAX_PARAMETERS
+    per_statement = max(1, limit // len(rows[0]))
+    for start in range(0, len(rows), per_statement):
+        yield rows[start : start + per_statement]
 
 
 def insert_rows(conn: sa.Connection, table: sa.Table, rows: list[dict[str, object]]) -> None:

@@ -35,13 +35,12 @@ from foureyes.resources.control_plane.principal_book import Principal, Principal
 from foureyes.resources.control_plane.principals import SYSTEM, ApprovalError, check_voter, identity_key, principal
 from foureyes.resources.control_plane.receipts import idempotency_key
 from foureyes.resources.control_plane.schema import approval_votes, approvals, supervisions
-from foureyes.resources.engine import as_utc, insert_ignoring_duplicates, write_transaction
+from foureyes.resources.engine import as_utc, insert_ignoring_duplicates, statement_batches, write_transaction
 
 PENDING, APPROVED, REJECTED, EXPIRED, SUPERSEDED = "pending", "approved", "rejected", "expired", "superseded"
 STATUSES = (PENDING, APPROVED, REJECTED, EXPIRED, SUPERSEDED)
 APPROVE, REJECT = "approve", "reject"
 _CAS_TRIES = 5
-_ROWS_PER_INSERT = 500  # 18 values a row: within SQLite's limit of 32,766 parameters a statement
 MIN_DIGEST = 8  # the shortest digest prefix a reviewer may quote
 
 
@@ -179,35 +178,33 @@ class ApprovalBook:
         One statement per batch, so two supervisions of the same version racing on the same
         approvals both commit: the second waits for the first, then keeps its rows.
         """
-        new = list({r.approval_id: r for r in requests}.values())
         now = dt.datetime.now(dt.UTC)
+        new = [
+            {
+                "approval_id": r.approval_id,
+                "agent": r.agent,
+                "partition_key": r.partition,
+                "proposal_id": r.proposal_id,
+                "proposals_version": r.proposals_version,
+                "policy": r.policy,
+                "required": r.required,
+                "proposer": principal(r.proposer),
+                "summary": r.summary,
+                "action": r.action,
+                "target": r.target,
+                "payload": r.stored_payload,
+                "arguments_digest": arguments_digest(r.action, r.target, r.stored_payload),
+                "revision": 0,
+                "status": PENDING,
+                "requested_at": now,
+                "expires_at": r.expires_at,
+                "run_id": r.run_id,
+            }
+            for r in {r.approval_id: r for r in requests}.values()
+        ]
         opened = 0
-        for start in range(0, len(new), _ROWS_PER_INSERT):
-            insert = insert_ignoring_duplicates(conn, approvals).values(
-                [
-                    {
-                        "approval_id": r.approval_id,
-                        "agent": r.agent,
-                        "partition_key": r.partition,
-                        "proposal_id": r.proposal_id,
-                        "proposals_version": r.proposals_version,
-                        "policy": r.policy,
-                        "required": r.required,
-                        "proposer": principal(r.proposer),
-                        "summary": r.summary,
-                        "action": r.action,
-                        "target": r.target,
-                        "payload": r.stored_payload,
-                        "arguments_digest": arguments_digest(r.action, r.target, r.stored_payload),
-                        "revision": 0,
-                        "status": PENDING,
-                        "requested_at": now,
-                        "expires_at": r.expires_at,
-                        "run_id": r.run_id,
-                    }
-                    for r in new[start : start + _ROWS_PER_INSERT]
-                ]
-            )
+        for batch in statement_batches(conn, new):
+            insert = insert_ignoring_duplicates(conn, approvals).values(batch)
             opened += len(conn.execute(insert.returning(approvals.c.approval_id)).all())
         return opened
 

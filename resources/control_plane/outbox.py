@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from foureyes.resources.control_plane.schema import outbox, receipts
-from foureyes.resources.engine import as_utc, keyed_insert, write_transaction
+from foureyes.resources.engine import as_utc, keyed_insert, statement_batches, write_transaction
 from foureyes.resources.errors import FoureyesError
 from foureyes.resources.redaction import scrub
 
@@ -38,7 +38,6 @@ STATUSES = (QUEUED, DELIVERING, DELIVERED, FAILED, CANCELLED, IN_DOUBT)
 BACKOFF_BASE = dt.timedelta(seconds=30)
 BACKOFF_MAX = dt.timedelta(hours=1)
 LEASE = dt.timedelta(minutes=10)
-_ROWS_PER_INSERT = 500  # 13 values a row: within SQLite's limit of 32,766 parameters a statement
 
 
 @dataclass(frozen=True)
@@ -121,8 +120,8 @@ class Outbox:
             for e in rows.values()
         ]
         queued = 0
-        for start in range(0, len(new), _ROWS_PER_INSERT):
-            insert = keyed_insert(conn, outbox).values(new[start : start + _ROWS_PER_INSERT])
+        for batch in statement_batches(conn, new):
+            insert = keyed_insert(conn, outbox).values(batch)
             requeued = {
                 column: insert.excluded[column]
                 for column in ("proposal_id", "proposals_version", "action", "target", "payload", "rationale")
